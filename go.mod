@@ -1,0 +1,3 @@
+module github.com/sluice-logs/sluice
+
+go 1.26
