@@ -1,0 +1,247 @@
+package buffer
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Default batch bounds, used for zero or negative Limits fields.
+const (
+	DefaultMaxBytes = 8 << 20
+	DefaultMaxAge   = 60 * time.Second
+)
+
+// Ext is the file extension of the batches a Batcher seals.
+const Ext = ".json.zst"
+
+const (
+	// chunkSize is how many bytes of rows gather before they are handed to
+	// the compressor: one Write per row would cost more than the row itself.
+	chunkSize = 64 << 10
+	// maxChunkCap bounds the row buffer kept between batches, so that one
+	// giant record does not pin its size in memory for the process lifetime.
+	maxChunkCap = 4 * chunkSize
+	// windowSize is the zstd window: 2.6 MiB of encoder memory instead of
+	// 8.6 MiB, with the same ratio on batches of a few MiB.
+	windowSize = 1 << 20
+)
+
+// Limits bound the open batch. The zero value means the defaults.
+type Limits struct {
+	// MaxBytes seals the batch once its uncompressed NDJSON reaches this
+	// many bytes (default 8 MiB). A batch exceeds it by at most one row.
+	MaxBytes int
+	// MaxAge seals the batch once this much wall-clock time has passed
+	// since its first Add (default 60s).
+	MaxAge time.Duration
+}
+
+// encoderOptions favours speed and little memory over ratio: the
+// extension shares a small function's CPU and memory. There is no per-row
+// flush; a batch is one zstd frame.
+func encoderOptions() []zstd.EOption {
+	return []zstd.EOption{
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithWindowSize(windowSize),
+		zstd.WithEncoderConcurrency(1),
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxAge <= 0 {
+		l.MaxAge = DefaultMaxAge
+	}
+	return l
+}
+
+// Batcher encodes records into NDJSON rows and streams them through zstd
+// into one open batch, which it seals by size, by age or at an hour boundary.
+// It is owned by a single goroutine and does no I/O: the owner feeds it with
+// Add, collects the batches Add seals, arms a timer with UntilNext and, when
+// it fires and Due reports true, calls Seal:
+//
+//	for _, s := range b.Add(r) {
+//		queue.Push(s)
+//	}
+//	...
+//	if b.Due() { queue.Push(b.Seal()) }
+//	...
+//	if s := b.Seal(); s != nil { queue.Push(s) } // at shutdown
+//
+// A batch never spans two UTC hours of record time, because its first
+// record's hour picks the S3 partition.
+//
+// Add seals by size itself and returns what it sealed, instead of only
+// reporting that the batch is full: size, hour-boundary and giant-record
+// seals then all reach the caller the same way, and none can be left behind
+// inside the Batcher.
+type Batcher struct {
+	lim  Limits
+	now  func() time.Time
+	meta []byte // pre-encoded function and version keys
+	enc  *zstd.Encoder
+
+	chunk []byte // rows not yet written to enc
+
+	// The open batch; out is nil when none is open.
+	out      *bytes.Buffer
+	opened   time.Time // wall clock of the first Add
+	start    time.Time // UTC time of the first record
+	hour     time.Time // start truncated to the hour
+	records  int
+	lines    int
+	raw      int
+	seq      uint64
+	sizeHint int // compressed size of the previous batch
+}
+
+// NewBatcher returns a Batcher that writes meta into every row, seals at lim
+// and reads the wall clock through now (time.Now outside tests; nil means
+// time.Now).
+func NewBatcher(meta Meta, lim Limits, now func() time.Time) *Batcher {
+	if now == nil {
+		now = time.Now
+	}
+	// Concurrency 1 compresses synchronously on the caller's goroutine, so
+	// the Batcher starts no goroutines and needs no Close. The options are
+	// constants, so NewWriter cannot fail (TestEncoderOptions checks).
+	enc, _ := zstd.NewWriter(nil, encoderOptions()...)
+	return &Batcher{
+		lim:   lim.withDefaults(),
+		now:   now,
+		meta:  metaKeys(meta),
+		enc:   enc,
+		chunk: make([]byte, 0, chunkSize+chunkSize/4),
+	}
+}
+
+// Add appends r to the open batch, opening one if needed, and returns the
+// batches this call sealed, oldest first (nil, most of the time):
+//   - the open batch, when r belongs to another UTC hour than its first record;
+//   - the open batch, when the row of r alone reaches MaxBytes: such a giant
+//     record goes into a batch of its own;
+//   - the batch holding r, when r made it reach MaxBytes.
+//
+// The returned batches belong to the caller; none is kept, so a caller that
+// drops them loses them.
+func (b *Batcher) Add(r *Record) []*Batch {
+	var sealed []*Batch
+	t := r.Time.UTC()
+	if b.out != nil && !t.Truncate(time.Hour).Equal(b.hour) {
+		sealed = append(sealed, b.seal())
+	}
+	if b.out == nil {
+		b.open(t)
+	}
+	mark := len(b.chunk)
+	b.chunk = appendRowMeta(b.chunk, b.meta, r)
+	n := len(b.chunk) - mark
+	if n >= b.lim.MaxBytes && b.records > 0 {
+		row := b.chunk[mark:]
+		b.chunk = b.chunk[:mark]
+		sealed = append(sealed, b.seal())
+		b.open(t)
+		// row still points into the old array, which seal may have
+		// dropped but cannot have overwritten; append copies safely even
+		// when both share it.
+		b.chunk = append(b.chunk, row...)
+	}
+	b.records++
+	b.raw += n
+	if r.Type == "function" {
+		b.lines++
+	}
+	if len(b.chunk) >= chunkSize {
+		b.flushChunk()
+	}
+	if b.raw >= b.lim.MaxBytes {
+		sealed = append(sealed, b.seal())
+	}
+	return sealed
+}
+
+// UntilNext returns how long until the open batch is old enough to seal; zero
+// when it already is. ok is false when no batch is open, and then there is
+// nothing to wait for.
+func (b *Batcher) UntilNext() (d time.Duration, ok bool) {
+	if b.out == nil {
+		return 0, false
+	}
+	return max(b.lim.MaxAge-b.now().Sub(b.opened), 0), true
+}
+
+// Due reports whether the open batch has reached MaxAge and should be
+// sealed. A batch full by size never waits for this: Add seals it.
+func (b *Batcher) Due() bool {
+	return b.out != nil && b.now().Sub(b.opened) >= b.lim.MaxAge
+}
+
+// Seal closes the open batch and returns it, whatever its size or age; nil
+// when no batch is open, so an empty batch is never produced.
+func (b *Batcher) Seal() *Batch {
+	if b.out == nil {
+		return nil
+	}
+	return b.seal()
+}
+
+// Len reports the open batch's records, uncompressed bytes and compressed
+// bytes so far. The compressed count lags: the compressor holds up to a block
+// and the Batcher up to a chunk of rows before they reach it.
+func (b *Batcher) Len() (records, rawBytes, compressedBytes int) {
+	if b.out == nil {
+		return 0, 0, 0
+	}
+	return b.records, b.raw, b.out.Len()
+}
+
+func (b *Batcher) open(t time.Time) {
+	hint := min(max(b.sizeHint+b.sizeHint/16, 4<<10), b.lim.MaxBytes)
+	b.out = bytes.NewBuffer(make([]byte, 0, hint))
+	b.enc.Reset(b.out)
+	b.opened = b.now()
+	b.start = t
+	b.hour = t.Truncate(time.Hour)
+}
+
+// flushChunk hands the buffered rows to the compressor. Writes go to a
+// bytes.Buffer, which cannot fail, so neither can the encoder.
+func (b *Batcher) flushChunk() {
+	if len(b.chunk) > 0 {
+		_, _ = b.enc.Write(b.chunk)
+		b.chunk = b.chunk[:0]
+	}
+	if cap(b.chunk) > maxChunkCap {
+		b.chunk = make([]byte, 0, chunkSize+chunkSize/4)
+	}
+}
+
+func (b *Batcher) seal() *Batch {
+	b.flushChunk()
+	_ = b.enc.Close() // cannot fail, see flushChunk
+	data := b.out.Bytes()
+	// The queue caps memory by len(Data); a buffer that grew by doubling
+	// could hold nearly twice that, so give back the slack when it is large.
+	if cap(data)-len(data) > len(data)/8 {
+		data = append(make([]byte, 0, len(data)), data...)
+	}
+	b.seq++
+	batch := &Batch{
+		Seq:      b.seq,
+		Start:    b.start,
+		Data:     data,
+		Ext:      Ext,
+		Records:  b.records,
+		Lines:    b.lines,
+		RawBytes: b.raw,
+	}
+	b.sizeHint = len(data)
+	b.out = nil
+	b.records, b.lines, b.raw = 0, 0, 0
+	return batch
+}

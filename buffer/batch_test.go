@@ -1,0 +1,396 @@
+package buffer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestEncoderOptions(t *testing.T) {
+	if _, err := zstd.NewWriter(nil, encoderOptions()...); err != nil {
+		t.Fatalf("zstd.NewWriter(encoderOptions): %v", err)
+	}
+}
+
+// fixedClock is a wall clock for tests that do not exercise age.
+func fixedClock() time.Time { return testTime }
+
+// textRecord returns a record of type typ at time at whose row is exactly
+// size bytes (with the newline) under testMeta.
+func textRecord(t *testing.T, typ string, size int, at time.Time) *Record {
+	t.Helper()
+	r := &Record{Time: at, Type: typ, RequestID: "r-1"}
+	base := len(AppendRow(nil, testMeta, r)) + len(`,"message":""`)
+	if size < base {
+		t.Fatalf("textRecord(%d): rows are at least %d bytes", size, base)
+	}
+	r.Message = strings.Repeat("x", size-base)
+	if n := len(AppendRow(nil, testMeta, r)); n != size {
+		t.Fatalf("textRecord(%d): row is %d bytes", size, n)
+	}
+	return r
+}
+
+// summary is the part of a Batch the tests compare.
+type summary struct {
+	Seq      uint64
+	Start    time.Time
+	Ext      string
+	Records  int
+	Lines    int
+	RawBytes int
+}
+
+func summarize(bs []*Batch) []summary {
+	var out []summary
+	for _, b := range bs {
+		out = append(out, summary{b.Seq, b.Start, b.Ext, b.Records, b.Lines, b.RawBytes})
+	}
+	return out
+}
+
+func TestBatcherAdd(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 22, 59, 59, 999_000_000, time.UTC)
+	t1 := t0.Add(time.Millisecond) // the next hour
+	type add struct {
+		size int       // row size in bytes
+		at   time.Time // record time
+		typ  string    // record type; "function" when empty
+		want []summary // batches Add returns
+	}
+	tests := []struct {
+		name     string
+		maxBytes int
+		adds     []add
+		final    *summary // what Seal returns at the end
+	}{
+		{
+			name:     "under the limit nothing seals",
+			maxBytes: 1000,
+			adds:     []add{{size: 300, at: t0}, {size: 300, at: t0}, {size: 300, at: t0}},
+			final:    &summary{1, t0, Ext, 3, 3, 900},
+		},
+		{
+			name:     "seals when the size is reached exactly",
+			maxBytes: 1000,
+			adds: []add{
+				{size: 500, at: t0},
+				{size: 500, at: t0, want: []summary{{1, t0, Ext, 2, 2, 1000}}},
+				{size: 200, at: t0},
+			},
+			final: &summary{2, t0, Ext, 1, 1, 200},
+		},
+		{
+			name:     "the row that crosses the limit goes in",
+			maxBytes: 1000,
+			adds: []add{
+				{size: 900, at: t0},
+				{size: 200, at: t0, want: []summary{{1, t0, Ext, 2, 2, 1100}}},
+			},
+		},
+		{
+			name:     "an hour change seals the open batch first",
+			maxBytes: 1000,
+			adds: []add{
+				{size: 200, at: t0},
+				{size: 200, at: t0},
+				{size: 200, at: t1, want: []summary{{1, t0, Ext, 2, 2, 400}}},
+				{size: 200, at: t1.Add(59 * time.Minute)},
+			},
+			final: &summary{2, t1, Ext, 2, 2, 400},
+		},
+		{
+			name:     "a record of an earlier hour also seals",
+			maxBytes: 1000,
+			adds: []add{
+				{size: 200, at: t1},
+				{size: 200, at: t0, want: []summary{{1, t1, Ext, 1, 1, 200}}},
+			},
+			final: &summary{2, t0, Ext, 1, 1, 200},
+		},
+		{
+			name:     "a giant record goes alone",
+			maxBytes: 1000,
+			adds: []add{
+				{size: 300, at: t0},
+				{size: 5000, at: t0, want: []summary{{1, t0, Ext, 1, 1, 300}, {2, t0, Ext, 1, 1, 5000}}},
+				{size: 300, at: t0},
+			},
+			final: &summary{3, t0, Ext, 1, 1, 300},
+		},
+		{
+			name:     "a giant first record seals at once",
+			maxBytes: 1000,
+			adds:     []add{{size: 1000, at: t0, want: []summary{{1, t0, Ext, 1, 1, 1000}}}},
+		},
+		{
+			name:     "a giant record in a new hour seals twice",
+			maxBytes: 1000,
+			adds: []add{
+				{size: 300, at: t0},
+				{size: 3000, at: t1, want: []summary{{1, t0, Ext, 1, 1, 300}, {2, t1, Ext, 1, 1, 3000}}},
+			},
+		},
+		{
+			name:     "a giant row larger than a chunk",
+			maxBytes: 1000,
+			adds: []add{
+				{size: 300, at: t0},
+				{size: 3 * chunkSize, at: t0, want: []summary{{1, t0, Ext, 1, 1, 300}, {2, t0, Ext, 1, 1, 3 * chunkSize}}},
+				{size: 300, at: t0},
+			},
+			final: &summary{3, t0, Ext, 1, 1, 300},
+		},
+		{
+			name:     "only function rows are lines",
+			maxBytes: 1000,
+			adds: []add{
+				{size: 200, at: t0, typ: "platform.start"},
+				{size: 200, at: t0},
+				{size: 200, at: t0, typ: "platform.report"},
+				{size: 200, at: t0, typ: "sluice.malformed"},
+				{size: 200, at: t0, want: []summary{{1, t0, Ext, 5, 2, 1000}}},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBatcher(testMeta, Limits{MaxBytes: tt.maxBytes}, fixedClock)
+			var all []*Batch
+			for i, a := range tt.adds {
+				typ := a.typ
+				if typ == "" {
+					typ = "function"
+				}
+				r := textRecord(t, typ, a.size, a.at)
+				got := b.Add(r)
+				if diff := cmp.Diff(a.want, summarize(got)); diff != "" {
+					t.Errorf("Add #%d (%d bytes) sealed mismatch (-want +got):\n%s", i, a.size, diff)
+				}
+				all = append(all, got...)
+			}
+			got := b.Seal()
+			if got != nil {
+				all = append(all, got)
+			}
+			var gotFinal *summary
+			if got != nil {
+				gotFinal = &summarize([]*Batch{got})[0]
+			}
+			if diff := cmp.Diff(tt.final, gotFinal); diff != "" {
+				t.Errorf("final Seal mismatch (-want +got):\n%s", diff)
+			}
+			if s := b.Seal(); s != nil {
+				t.Errorf("second Seal = batch %d, want nil", s.Seq)
+			}
+			for _, bt := range all {
+				checkBatch(t, bt)
+			}
+		})
+	}
+}
+
+// checkBatch decodes bt and checks its counters against its rows.
+func checkBatch(t *testing.T, bt *Batch) {
+	t.Helper()
+	lines, err := DecodeBatch(bt.Data)
+	if err != nil {
+		t.Fatalf("batch %d: DecodeBatch: %v", bt.Seq, err)
+	}
+	raw, fn := 0, 0
+	for _, l := range lines {
+		raw += len(l) + 1
+		row, err := ParseRow(l)
+		if err != nil {
+			t.Fatalf("batch %d: ParseRow: %v", bt.Seq, err)
+		}
+		if row.Type == "function" {
+			fn++
+		}
+		if !row.Time.Truncate(time.Hour).Equal(bt.Start.Truncate(time.Hour)) {
+			t.Errorf("batch %d starting %v holds a row of %v", bt.Seq, bt.Start, row.Time)
+		}
+	}
+	if len(lines) != bt.Records || raw != bt.RawBytes || fn != bt.Lines {
+		t.Errorf("batch %d says %d records, %d bytes, %d lines; holds %d, %d, %d",
+			bt.Seq, bt.Records, bt.RawBytes, bt.Lines, len(lines), raw, fn)
+	}
+	var h zstd.Header
+	if err := h.Decode(bt.Data); err != nil {
+		t.Fatalf("batch %d: zstd header: %v", bt.Seq, err)
+	}
+	if h.WindowSize > windowSize {
+		t.Errorf("batch %d: zstd window %d, want at most %d", bt.Seq, h.WindowSize, windowSize)
+	}
+}
+
+func TestBatcherSealByAge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxAge = time.Minute
+		b := NewBatcher(testMeta, Limits{MaxAge: maxAge}, time.Now)
+		if d, ok := b.UntilNext(); ok {
+			t.Fatalf("UntilNext before any Add = %v, true; want false", d)
+		}
+		if b.Due() {
+			t.Fatal("Due before any Add = true")
+		}
+		b.Add(&Record{Time: time.Now(), Type: "function", Message: "first"})
+		if d, ok := b.UntilNext(); !ok || d != maxAge {
+			t.Fatalf("UntilNext after Add = %v, %v; want %v, true", d, ok, maxAge)
+		}
+
+		// The owner's loop: a timer armed from UntilNext.
+		time.Sleep(20 * time.Second)
+		b.Add(&Record{Time: time.Now(), Type: "function", Message: "second"})
+		if d, ok := b.UntilNext(); !ok || d != maxAge-20*time.Second {
+			t.Fatalf("UntilNext = %v, %v; want %v, true: age counts from the first Add", d, ok, maxAge-20*time.Second)
+		}
+		if b.Due() {
+			t.Fatal("Due after 20s = true")
+		}
+		start := time.Now()
+		d, _ := b.UntilNext()
+		<-time.After(d)
+		if !b.Due() {
+			t.Fatalf("Due after %v = false", time.Since(start))
+		}
+		if d, ok := b.UntilNext(); !ok || d != 0 {
+			t.Fatalf("UntilNext when due = %v, %v; want 0, true", d, ok)
+		}
+		got := b.Seal()
+		if got == nil || got.Records != 2 || got.Seq != 1 {
+			t.Fatalf("Seal = %+v, want batch 1 with 2 records", got)
+		}
+		if d, ok := b.UntilNext(); ok {
+			t.Fatalf("UntilNext after Seal = %v, true; want false", d)
+		}
+
+		// The next batch's age starts at its own first Add.
+		time.Sleep(5 * time.Minute)
+		b.Add(&Record{Time: time.Now(), Type: "function"})
+		if b.Due() {
+			t.Error("Due right after the first Add of a new batch = true")
+		}
+		if d, ok := b.UntilNext(); !ok || d != maxAge {
+			t.Errorf("UntilNext of the new batch = %v, %v; want %v, true", d, ok, maxAge)
+		}
+	})
+}
+
+func TestBatcherLen(t *testing.T) {
+	b := NewBatcher(testMeta, Limits{}, fixedClock)
+	if r, raw, c := b.Len(); r != 0 || raw != 0 || c != 0 {
+		t.Errorf("Len of a new Batcher = %d, %d, %d; want zeros", r, raw, c)
+	}
+	r := textRecord(t, "function", 500, testTime)
+	for range 300 { // more than a chunk, so some reached the compressor
+		b.Add(r)
+	}
+	recs, raw, comp := b.Len()
+	if recs != 300 || raw != 300*500 || comp <= 0 || comp >= raw {
+		t.Errorf("Len = %d, %d, %d; want 300, %d, and 0 < compressed < raw", recs, raw, comp, 300*500)
+	}
+	bt := b.Seal()
+	if bt.RawBytes != raw || len(bt.Data) < comp {
+		t.Errorf("Seal gave %d raw, %d compressed after Len said %d, %d", bt.RawBytes, len(bt.Data), raw, comp)
+	}
+	if r, raw, c := b.Len(); r != 0 || raw != 0 || c != 0 {
+		t.Errorf("Len after Seal = %d, %d, %d; want zeros", r, raw, c)
+	}
+}
+
+func TestBatcherDefaults(t *testing.T) {
+	b := NewBatcher(testMeta, Limits{MaxBytes: -1}, fixedClock)
+	if b.lim != (Limits{MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge}) {
+		t.Errorf("limits = %+v, want the defaults", b.lim)
+	}
+}
+
+// TestBatcherRoundTrip feeds random records through several batches, so the
+// encoder is reused, rows cross chunk and block boundaries and seals come
+// from size, hour and Seal, and checks every row comes back in order.
+func TestBatcherRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	b := NewBatcher(testMeta, Limits{MaxBytes: 300 << 10}, fixedClock)
+	var want []Row
+	var batches []*Batch
+	at := testTime
+	for i := range 5000 {
+		r := randRecord(rng)
+		r.Time = at
+		at = at.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		if i%1000 == 999 {
+			r.Message = strings.Repeat("giant ", 60<<10)
+		}
+		want = append(want, wantRow(testMeta, &r))
+		batches = append(batches, b.Add(&r)...)
+		if i%1700 == 0 {
+			if s := b.Seal(); s != nil {
+				batches = append(batches, s)
+			}
+		}
+	}
+	if s := b.Seal(); s != nil {
+		batches = append(batches, s)
+	}
+	var got []Row
+	for i, bt := range batches {
+		if bt.Seq != uint64(i+1) {
+			t.Errorf("batch %d has Seq %d, want %d", i, bt.Seq, i+1)
+		}
+		checkBatch(t, bt)
+		lines, err := DecodeBatch(bt.Data)
+		if err != nil {
+			t.Fatalf("DecodeBatch(batch %d): %v", bt.Seq, err)
+		}
+		for _, l := range lines {
+			row, err := ParseRow(l)
+			if err != nil {
+				t.Fatalf("ParseRow: %v", err)
+			}
+			got = append(got, row)
+		}
+	}
+	if len(batches) < 10 {
+		t.Errorf("got %d batches; the test wants size, hour and giant seals", len(batches))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("round trip mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestBatcherAddAllocs(t *testing.T) {
+	b := NewBatcher(testMeta, Limits{MaxBytes: 1 << 30}, fixedClock)
+	r := textRecord(t, "function", 300, testTime)
+	b.Add(r) // open the batch
+	allocs := testing.AllocsPerRun(10000, func() { b.Add(r) })
+	// Only the compressed output buffer grows, now and then.
+	if allocs > 0.01 {
+		t.Errorf("Add allocates %v times per record, want ~0", allocs)
+	}
+}
+
+func TestBatcherCompressedSlack(t *testing.T) {
+	b := NewBatcher(testMeta, Limits{MaxBytes: 1 << 20}, fixedClock)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 10 {
+		r := randRecord(rng)
+		r.Time = testTime
+		var bt *Batch
+		for bt == nil {
+			if s := b.Add(&r); len(s) > 0 {
+				bt = s[0]
+			}
+			r.Message = fmt.Sprint(rng.Uint64())
+		}
+		if slack := cap(bt.Data) - len(bt.Data); slack > len(bt.Data)/8 {
+			t.Errorf("batch %d: Data holds %d bytes with %d spare", i, len(bt.Data), slack)
+		}
+	}
+}
