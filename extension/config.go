@@ -1,0 +1,277 @@
+package extension
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Flush modes: when sealed batches are uploaded.
+const (
+	// FlushBackground uploads due batches at the start of each invocation,
+	// while the function runs, and waits for nothing else: the cheapest mode.
+	FlushBackground = "background"
+	// FlushInvoke waits for the invocation's platform.runtimeDone, seals the
+	// open batch and uploads it before /event/next: logs land within seconds,
+	// at the price of billed post-runtime duration.
+	FlushInvoke = "invoke"
+)
+
+// Config is sluice's whole configuration, read once from SLUICE_* variables.
+type Config struct {
+	Sink           Sink          // SLUICE_SINK
+	BatchMaxBytes  int           // SLUICE_BATCH_MAX_BYTES: uncompressed NDJSON per object
+	BatchMaxAge    time.Duration // SLUICE_BATCH_MAX_AGE
+	BufferMaxBytes int           // SLUICE_BUFFER_MAX_BYTES: compressed bytes held for upload
+	ListenAddr     string        // SLUICE_LISTEN_ADDR
+	Flush          string        // SLUICE_FLUSH
+	LogLevel       slog.Level    // SLUICE_LOG_LEVEL
+	S3BucketOwner  string        // SLUICE_S3_EXPECTED_BUCKET_OWNER
+	S3KMSKeyID     string        // SLUICE_S3_KMS_KEY_ID
+}
+
+// Sink is the parsed SLUICE_SINK: s3://bucket/prefix or file:///dir.
+type Sink struct {
+	Scheme string // "s3" or "file"
+	Bucket string // s3 only
+	Prefix string // s3 only, without leading or trailing slash
+	Dir    string // file only, absolute
+}
+
+func (s Sink) String() string {
+	if s.Scheme == "file" {
+		return "file://" + s.Dir
+	}
+	if s.Prefix == "" {
+		return "s3://" + s.Bucket
+	}
+	return "s3://" + s.Bucket + "/" + s.Prefix
+}
+
+// Defaults. The batch bounds trade object count (PUT cost, Athena per-file
+// overhead) against delay and memory: 8 MiB of NDJSON compresses to about
+// 1 MiB, and a busy environment writes at most one object a minute.
+const (
+	DefaultBatchMaxBytes  = 8 << 20
+	DefaultBatchMaxAge    = 60 * time.Second
+	DefaultBufferMaxBytes = 16 << 20
+	DefaultListenAddr     = "sandbox.localdomain:4243"
+)
+
+// Load reads the configuration through getenv and returns every problem at
+// once, each naming its variable and quoting the bad value.
+func Load(getenv func(string) string) (Config, error) {
+	c := Config{
+		BatchMaxBytes:  DefaultBatchMaxBytes,
+		BatchMaxAge:    DefaultBatchMaxAge,
+		BufferMaxBytes: DefaultBufferMaxBytes,
+		ListenAddr:     DefaultListenAddr,
+		Flush:          FlushBackground,
+		LogLevel:       slog.LevelInfo,
+	}
+	var errs []error
+	bad := func(name, val, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s=%q: %s", name, val, fmt.Sprintf(format, args...)))
+	}
+
+	if v := getenv("SLUICE_SINK"); v == "" {
+		errs = append(errs, errors.New(`SLUICE_SINK is not set: want s3://BUCKET/PREFIX or file:///DIR`))
+	} else if s, err := parseSink(v); err != nil {
+		bad("SLUICE_SINK", v, "%v", err)
+	} else {
+		c.Sink = s
+	}
+
+	size := func(name string, dst *int, lo, hi int) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		n, err := parseSize(v)
+		if err != nil {
+			bad(name, v, "%v", err)
+			return
+		}
+		if n < lo || n > hi {
+			bad(name, v, "want between %s and %s", formatSize(lo), formatSize(hi))
+			return
+		}
+		*dst = n
+	}
+	size("SLUICE_BATCH_MAX_BYTES", &c.BatchMaxBytes, 64<<10, 256<<20)
+	size("SLUICE_BUFFER_MAX_BYTES", &c.BufferMaxBytes, 1<<20, 1<<30)
+
+	if v := getenv("SLUICE_BATCH_MAX_AGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad("SLUICE_BATCH_MAX_AGE", v, "want a duration such as 30s or 5m")
+		case d < time.Second || d > time.Hour:
+			bad("SLUICE_BATCH_MAX_AGE", v, "want between 1s and 1h")
+		default:
+			c.BatchMaxAge = d
+		}
+	}
+
+	if v := getenv("SLUICE_LISTEN_ADDR"); v != "" {
+		if _, port, err := net.SplitHostPort(v); err != nil {
+			bad("SLUICE_LISTEN_ADDR", v, "want HOST:PORT")
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 || p == 9001 {
+			bad("SLUICE_LISTEN_ADDR", v, "want a port in 0..65535 other than 9001 (the Runtime API)")
+		} else {
+			c.ListenAddr = v
+		}
+	}
+
+	switch v := getenv("SLUICE_FLUSH"); strings.ToLower(v) {
+	case "":
+	case FlushBackground, FlushInvoke:
+		c.Flush = strings.ToLower(v)
+	default:
+		bad("SLUICE_FLUSH", v, "want %q or %q", FlushBackground, FlushInvoke)
+	}
+
+	if v := getenv("SLUICE_LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			bad("SLUICE_LOG_LEVEL", v, "want debug, info, warn or error")
+		}
+	}
+
+	c.S3BucketOwner = getenv("SLUICE_S3_EXPECTED_BUCKET_OWNER")
+	if v := c.S3BucketOwner; v != "" && !isAccountID(v) {
+		bad("SLUICE_S3_EXPECTED_BUCKET_OWNER", v, "want a 12-digit AWS account id")
+	}
+	c.S3KMSKeyID = getenv("SLUICE_S3_KMS_KEY_ID")
+	if (c.S3BucketOwner != "" || c.S3KMSKeyID != "") && c.Sink.Scheme == "file" {
+		errs = append(errs, errors.New("SLUICE_S3_EXPECTED_BUCKET_OWNER and SLUICE_S3_KMS_KEY_ID apply only to an s3:// SLUICE_SINK"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// KnownVars lists every variable Load reads, for spotting typos.
+var KnownVars = []string{
+	"SLUICE_SINK", "SLUICE_BATCH_MAX_BYTES", "SLUICE_BATCH_MAX_AGE", "SLUICE_BUFFER_MAX_BYTES",
+	"SLUICE_LISTEN_ADDR", "SLUICE_FLUSH", "SLUICE_LOG_LEVEL",
+	"SLUICE_S3_EXPECTED_BUCKET_OWNER", "SLUICE_S3_KMS_KEY_ID",
+}
+
+// UnknownVars returns the SLUICE_* names in environ that Load does not read:
+// most likely typos, which would otherwise be ignored silently.
+func UnknownVars(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "SLUICE_") || strings.HasPrefix(name, "SLUICE_TEST_") {
+			continue
+		}
+		known := false
+		for _, k := range KnownVars {
+			if k == name {
+				known = true
+				break
+			}
+		}
+		if !known {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func parseSink(v string) (Sink, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return Sink{}, errors.New("not a URL: want s3://BUCKET/PREFIX or file:///DIR")
+	}
+	switch u.Scheme {
+	case "s3":
+		if u.Host == "" {
+			return Sink{}, errors.New("no bucket: want s3://BUCKET/PREFIX")
+		}
+		if !validBucket(u.Host) {
+			return Sink{}, fmt.Errorf("bucket %q is not a valid S3 bucket name", u.Host)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return Sink{}, errors.New("query and fragment are not allowed")
+		}
+		return Sink{Scheme: "s3", Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}, nil
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return Sink{}, errors.New("want file:///ABSOLUTE/DIR (three slashes)")
+		}
+		if !strings.HasPrefix(u.Path, "/") {
+			return Sink{}, errors.New("want an absolute directory: file:///DIR")
+		}
+		return Sink{Scheme: "file", Dir: u.Path}, nil
+	default:
+		return Sink{}, errors.New("unsupported scheme: want s3://BUCKET/PREFIX or file:///DIR")
+	}
+}
+
+// validBucket checks the S3 naming rules that a typo is likely to break.
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	first, last := b[0], b[len(b)-1]
+	return first != '-' && first != '.' && last != '-' && last != '.'
+}
+
+func isAccountID(v string) bool {
+	if len(v) != 12 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseSize reads a byte count: a plain integer or one with a KiB/MiB/GiB
+// (or KB/MB/GB, also 1024-based as users of this field expect) suffix.
+func parseSize(v string) (int, error) {
+	s := strings.TrimSpace(v)
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
+		if strings.HasSuffix(strings.ToUpper(s), strings.ToUpper(u.suffix)) {
+			s, mult = strings.TrimSpace(s[:len(s)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, errors.New("want a size in bytes, such as 8388608 or 8MiB")
+	}
+	if n > (1<<40)/mult {
+		return 0, errors.New("too large")
+	}
+	return n * mult, nil
+}
+
+func formatSize(n int) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return strconv.Itoa(n>>30) + "GiB"
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + "KiB"
+	}
+	return strconv.Itoa(n)
+}

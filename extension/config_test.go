@@ -1,0 +1,146 @@
+package extension
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	got, err := Load(env(map[string]string{"SLUICE_SINK": "s3://my-logs/lambda/"}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Config{
+		Sink:           Sink{Scheme: "s3", Bucket: "my-logs", Prefix: "lambda"},
+		BatchMaxBytes:  DefaultBatchMaxBytes,
+		BatchMaxAge:    DefaultBatchMaxAge,
+		BufferMaxBytes: DefaultBufferMaxBytes,
+		ListenAddr:     DefaultListenAddr,
+		Flush:          FlushBackground,
+		LogLevel:       slog.LevelInfo,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	got, err := Load(env(map[string]string{
+		"SLUICE_SINK":                     "s3://b.example-1",
+		"SLUICE_BATCH_MAX_BYTES":          "2MiB",
+		"SLUICE_BATCH_MAX_AGE":            "15s",
+		"SLUICE_BUFFER_MAX_BYTES":         "33554432",
+		"SLUICE_LISTEN_ADDR":              "127.0.0.1:0",
+		"SLUICE_FLUSH":                    "INVOKE",
+		"SLUICE_LOG_LEVEL":                "debug",
+		"SLUICE_S3_EXPECTED_BUCKET_OWNER": "123456789012",
+		"SLUICE_S3_KMS_KEY_ID":            "alias/logs",
+	}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Config{
+		Sink:           Sink{Scheme: "s3", Bucket: "b.example-1"},
+		BatchMaxBytes:  2 << 20,
+		BatchMaxAge:    15 * time.Second,
+		BufferMaxBytes: 32 << 20,
+		ListenAddr:     "127.0.0.1:0",
+		Flush:          FlushInvoke,
+		LogLevel:       slog.LevelDebug,
+		S3BucketOwner:  "123456789012",
+		S3KMSKeyID:     "alias/logs",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadFileSink(t *testing.T) {
+	got, err := Load(env(map[string]string{"SLUICE_SINK": "file:///tmp/archive"}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := (Sink{Scheme: "file", Dir: "/tmp/archive"}); got.Sink != want {
+		t.Errorf("Sink = %+v, want %+v", got.Sink, want)
+	}
+}
+
+// Every bad variable is reported at once, each naming the variable and
+// quoting its value.
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, val string
+		want      string // substring of the message
+	}{
+		{"SLUICE_SINK", "", "SLUICE_SINK is not set"},
+		{"SLUICE_SINK", "http://x/y", `SLUICE_SINK="http://x/y": unsupported scheme`},
+		{"SLUICE_SINK", "s3:///prefix", `SLUICE_SINK="s3:///prefix": no bucket`},
+		{"SLUICE_SINK", "s3://Bad_Bucket/x", `bucket "Bad_Bucket" is not a valid`},
+		{"SLUICE_SINK", "file://relative/dir", `SLUICE_SINK="file://relative/dir"`},
+		{"SLUICE_BATCH_MAX_BYTES", "lots", `SLUICE_BATCH_MAX_BYTES="lots": want a size`},
+		{"SLUICE_BATCH_MAX_BYTES", "1KiB", `SLUICE_BATCH_MAX_BYTES="1KiB": want between 64KiB and 256MiB`},
+		{"SLUICE_BUFFER_MAX_BYTES", "-5", `SLUICE_BUFFER_MAX_BYTES="-5"`},
+		{"SLUICE_BATCH_MAX_AGE", "60", `SLUICE_BATCH_MAX_AGE="60": want a duration`},
+		{"SLUICE_BATCH_MAX_AGE", "2h", `SLUICE_BATCH_MAX_AGE="2h": want between 1s and 1h`},
+		{"SLUICE_LISTEN_ADDR", "4243", `SLUICE_LISTEN_ADDR="4243": want HOST:PORT`},
+		{"SLUICE_LISTEN_ADDR", "localhost:9001", `SLUICE_LISTEN_ADDR="localhost:9001": want a port`},
+		{"SLUICE_FLUSH", "sometimes", `SLUICE_FLUSH="sometimes": want "background" or "invoke"`},
+		{"SLUICE_LOG_LEVEL", "loud", `SLUICE_LOG_LEVEL="loud"`},
+		{"SLUICE_S3_EXPECTED_BUCKET_OWNER", "me", `SLUICE_S3_EXPECTED_BUCKET_OWNER="me": want a 12-digit`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.val, func(t *testing.T) {
+			vars := map[string]string{"SLUICE_SINK": "s3://bucket"}
+			vars[tt.name] = tt.val
+			_, err := Load(env(vars))
+			if err == nil {
+				t.Fatalf("Load(%s=%q) = nil error, want %q", tt.name, tt.val, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load(%s=%q) error = %q, want it to contain %q", tt.name, tt.val, err, tt.want)
+			}
+		})
+	}
+
+	t.Run("all at once", func(t *testing.T) {
+		_, err := Load(env(map[string]string{"SLUICE_FLUSH": "x", "SLUICE_LOG_LEVEL": "y"}))
+		if err == nil {
+			t.Fatal("Load = nil error, want three problems")
+		}
+		for _, name := range []string{"SLUICE_SINK", "SLUICE_FLUSH", "SLUICE_LOG_LEVEL"} {
+			if !strings.Contains(err.Error(), name) {
+				t.Errorf("error %q does not name %s", err, name)
+			}
+		}
+	})
+}
+
+func TestUnknownVars(t *testing.T) {
+	got := UnknownVars([]string{"SLUICE_SINK=s3://b", "SLUICE_SAMPEL_RATE=0.1", "PATH=/bin", "SLUICE_TEST_X=1"})
+	if diff := cmp.Diff([]string{"SLUICE_SAMPEL_RATE"}, got); diff != "" {
+		t.Errorf("UnknownVars (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{"1024", 1024}, {"8MiB", 8 << 20}, {"8mb", 8 << 20}, {"64 KiB", 64 << 10}, {"1G", 1 << 30},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v, want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
