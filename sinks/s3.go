@@ -1,0 +1,246 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/sluice-logs/sluice/buffer"
+)
+
+// contentType is what the objects hold once Athena (or anyone) has
+// decompressed them. Content-Encoding stays empty on purpose: the ".zst"
+// extension is what tells Athena, and a Content-Encoding would make HTTP
+// clients that fetch an object decompress it behind the caller's back.
+const contentType = "application/x-ndjson"
+
+// SDK retry bounds. The extension retries across invocations itself, so the
+// SDK only smooths over a blip; a long SDK backoff would hold up
+// /event/next and so the function's billed duration.
+const (
+	sdkMaxAttempts = 3
+	sdkMaxBackoff  = time.Second
+)
+
+// PutObjectAPI is the part of the S3 client the sink uses; tests pass a
+// function or a real client.
+type PutObjectAPI interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+}
+
+// S3Options configures an S3 sink.
+type S3Options struct {
+	Bucket string
+	Layout Layout
+	// ExpectedBucketOwner, when set, is the account id the bucket must
+	// belong to: S3 refuses the write (403) if someone else owns it.
+	ExpectedBucketOwner string
+	// KMSKeyID, when set, encrypts objects with SSE-KMS under this key
+	// (id, ARN or alias); otherwise the bucket's default encryption applies.
+	KMSKeyID string
+}
+
+// S3 is a Sink that writes each batch as one object with a conditional put
+// (If-None-Match: *), so a retried batch never overwrites or duplicates
+// its object.
+type S3 struct {
+	client PutObjectAPI
+	opts   S3Options
+	closed atomic.Bool
+}
+
+// NewS3 returns a sink writing to o.Bucket through client.
+func NewS3(client PutObjectAPI, o S3Options) *S3 {
+	return &S3{client: client, opts: o}
+}
+
+// Write uploads b. It returns nil once S3 holds the object, including when
+// an earlier attempt of the same batch already stored it (412). The error
+// names the object; Retryable says whether trying again can help.
+func (s *S3) Write(ctx context.Context, b *buffer.Batch) error {
+	key := s.opts.Layout.Key(b)
+	if s.closed.Load() {
+		return fmt.Errorf("put s3://%s/%s: %w", s.opts.Bucket, key, ErrClosed)
+	}
+	in := &s3.PutObjectInput{
+		Bucket: aws.String(s.opts.Bucket),
+		Key:    aws.String(key),
+		// A bytes.Reader is seekable: over https the SDK streams the body
+		// with a trailing checksum, and a retry can rewind it.
+		Body:              bytes.NewReader(b.Data),
+		ContentLength:     aws.Int64(int64(len(b.Data))),
+		ContentType:       aws.String(contentType),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
+		IfNoneMatch:       aws.String("*"),
+	}
+	if o := s.opts.ExpectedBucketOwner; o != "" {
+		in.ExpectedBucketOwner = aws.String(o)
+	}
+	if k := s.opts.KMSKeyID; k != "" {
+		in.ServerSideEncryption = types.ServerSideEncryptionAwsKms
+		in.SSEKMSKeyId = aws.String(k)
+	}
+	_, err := s.client.PutObject(ctx, in)
+	if err != nil && !alreadyExists(err) {
+		return fmt.Errorf("put s3://%s/%s: %w", s.opts.Bucket, key, err)
+	}
+	return nil
+}
+
+// Close marks the sink closed; later writes fail. It is idempotent.
+func (s *S3) Close(context.Context) error {
+	s.closed.Store(true)
+	return nil
+}
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("sink closed")
+
+// alreadyExists reports whether err is the answer to a conditional put whose
+// object is already there: 412 Precondition Failed.
+func alreadyExists(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed" {
+		return true
+	}
+	var re httpStatusError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed
+}
+
+// httpStatusError is met by the response errors of every layer of the SDK
+// (smithyhttp.ResponseError and the AWS and S3 wrappers around it), so
+// errors.As finds the status whichever of them is outermost.
+type httpStatusError interface {
+	error
+	HTTPStatusCode() int
+}
+
+// NewS3Client returns an S3 client built from the default configuration
+// chain (environment, shared files, the Lambda role's credentials). region
+// overrides AWS_REGION when not empty.
+//
+// When an endpoint is configured (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL,
+// e.g. MinIO or versitygw), the client addresses buckets by path, which such
+// servers expect. The SDK's retryer stays but is bounded to a few quick
+// attempts and also retries 409 ConditionalRequestConflict.
+//
+// It loads the configuration once: with AWS_CA_BUNDLE set, every load
+// parses the bundle again.
+func NewS3Client(ctx context.Context, region string) (*s3.Client, error) {
+	opts := []func(*config.LoadOptions) error{
+		config.WithRetryer(newRetryer),
+	}
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load aws config: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("load aws config: no region (set AWS_REGION)")
+	}
+	custom := cfg.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL_S3") != ""
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = custom
+	}), nil
+}
+
+func newRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = sdkMaxAttempts
+		o.MaxBackoff = sdkMaxBackoff
+		o.Retryables = append(o.Retryables, retry.RetryableErrorCode{
+			Codes: map[string]struct{}{"ConditionalRequestConflict": {}},
+		})
+	})
+}
+
+// codeRetryable classifies S3 error codes: retry says whether the code is
+// known to be transient, known says whether it is known at all.
+func codeRetryable(code string) (retry, known bool) {
+	switch code {
+	case "SlowDown", "Throttling", "ThrottlingException", "ThrottledException",
+		"RequestThrottled", "RequestThrottledException", "TooManyRequestsException",
+		"RequestLimitExceeded", "RequestTimeout", "RequestTimeoutException",
+		"InternalError", "ServiceUnavailable",
+		"ConditionalRequestConflict", // 409: a concurrent conditional write on the key
+		"OperationAborted",           // 409: a conflicting operation is in progress
+		"RequestTimeTooSkewed":       // the SDK corrects its clock skew on the next attempt
+		return true, true
+	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+		"AuthorizationHeaderMalformed", "ExpiredToken", "InvalidToken",
+		"NoSuchBucket", "InvalidBucketName", "PermanentRedirect",
+		"InvalidArgument", "InvalidRequest",
+		"KMS.NotFoundException", "KMS.DisabledException",
+		"XAdminUserNotFound": // versitygw: unknown access key
+		return false, true
+	}
+	return false, false
+}
+
+// Retryable reports whether the failed write err may succeed if tried
+// again later: throttling, server errors (5xx), timeouts and network
+// failures are retryable; refusals (403, 400, 404 such as NoSuchBucket, bad
+// credentials, a bad KMS key) and certificate errors are permanent, as is a
+// cancelled context. A context deadline counts as retryable: it ended one
+// attempt, not the sink. Unknown errors are permanent.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrClosed) {
+		return false
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		if retry, known := codeRetryable(ae.ErrorCode()); known {
+			return retry
+		}
+	}
+	var re httpStatusError
+	if errors.As(err, &re) {
+		switch status := re.HTTPStatusCode(); {
+		case status >= 500, status == http.StatusTooManyRequests, status == http.StatusRequestTimeout:
+			return true
+		case status >= 400:
+			return false
+		}
+	}
+	if certificateError(err) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var se *smithyhttp.RequestSendError
+	var ne net.Error
+	return errors.As(err, &se) || errors.As(err, &ne) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
+}
+
+// certificateError reports whether err is a TLS verification failure,
+// which does not heal by itself (a wrong CA bundle or a wrong endpoint).
+func certificateError(err error) bool {
+	var ua x509.UnknownAuthorityError
+	var ci x509.CertificateInvalidError
+	var he x509.HostnameError
+	var tv *tls.CertificateVerificationError
+	return errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &he) || errors.As(err, &tv)
+}
