@@ -1,0 +1,58 @@
+# sluice: `make run` shows the extension at work locally, `make test` runs
+# every test (installing and starting what they need).
+
+GO        ?= go
+GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+VERSITYGW := $(GOBIN)/versitygw
+VERSITYGW_VERSION := v1.8.0
+BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
+HOSTARCH  := $(shell $(GO) env GOARCH)
+
+export PATH := $(GOBIN):$(PATH)
+
+.PHONY: all build layer run test check lint bench tools clean
+
+all: check
+
+## build: the extension binary for this machine (layer/build/<goarch>/sluice)
+build:
+	GOOS=linux GOARCH=$(HOSTARCH) $(BUILD) -o layer/build/$(HOSTARCH)/sluice ./extension/cmd/sluice
+
+## layer: layer/dist/sluice-x86_64.zip and layer/dist/sluice-arm64.zip
+layer:
+	GOOS=linux GOARCH=amd64 $(BUILD) -o layer/build/amd64/sluice ./extension/cmd/sluice
+	GOOS=linux GOARCH=arm64 $(BUILD) -o layer/build/arm64/sluice ./extension/cmd/sluice
+	$(GO) run ./layer/mkzip -o layer/dist/sluice-x86_64.zip -name sluice layer/build/amd64/sluice
+	$(GO) run ./layer/mkzip -o layer/dist/sluice-arm64.zip -name sluice layer/build/arm64/sluice
+	@ls -l layer/dist/
+
+## tools: what the tests need (a real S3 server: versitygw)
+tools: $(VERSITYGW)
+
+$(VERSITYGW):
+	GOBIN=$(GOBIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+## run: the sample function in the local Lambda with the real extension, archiving to versitygw
+run: tools build
+	CGO_ENABLED=0 $(GO) build -o layer/build/sample ./extension/lambdatest/sample
+	$(GO) run ./extension/lambdatest/cmd/demo -extension layer/build/$(HOSTARCH)/sluice -function layer/build/sample
+
+## test: the whole suite (starts versitygw itself)
+test: tools
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## lint: formatting, vet, staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+## check: everything a change must pass
+check: lint test
+
+## bench: the hot-path benchmarks
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./buffer/ ./extension/... ./sinks/
+
+clean:
+	rm -rf layer/build layer/dist

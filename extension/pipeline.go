@@ -1,0 +1,196 @@
+package extension
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-logs/sluice/buffer"
+)
+
+// counters are the run's totals. They are written by the pipeline and the
+// lifecycle loop and read at shutdown, hence atomic.
+type counters struct {
+	records       atomic.Int64 // rows added to batches
+	lines         atomic.Int64 // of which the function's own log lines
+	malformed     atomic.Int64 // sluice.malformed rows (bodies that did not parse)
+	sealed        atomic.Int64 // batches sealed
+	uploaded      atomic.Int64 // batches the sink accepted
+	uploadedLines atomic.Int64
+	rawBytes      atomic.Int64 // uncompressed NDJSON bytes uploaded
+	storedBytes   atomic.Int64 // compressed bytes uploaded
+	uploadErrors  atomic.Int64
+	fallback      atomic.Int64 // batches written to the fallback
+	fallbackLines atomic.Int64 // function lines among them
+	evicted       atomic.Int64 // batches pushed out of memory by the buffer cap (also counted in fallback)
+}
+
+// pipeline owns the batcher and the queue of sealed batches. One goroutine
+// runs it; others reach its state only through do, so there is no mutex.
+type pipeline struct {
+	in       <-chan []buffer.Record
+	reqs     chan func()
+	batcher  *buffer.Batcher
+	queue    *buffer.Queue
+	fallback func(*buffer.Batch) // takes batches evicted at the buffer cap
+	c        *counters
+
+	// runtimeDone bookkeeping for the per-invoke flush mode.
+	done    [16]string // most recent requestIds whose runtime finished
+	doneAt  int
+	waiters map[string]chan struct{}
+}
+
+func newPipeline(in <-chan []buffer.Record, b *buffer.Batcher, q *buffer.Queue, fallback func(*buffer.Batch), c *counters) *pipeline {
+	return &pipeline{
+		in:       in,
+		reqs:     make(chan func()),
+		batcher:  b,
+		queue:    q,
+		fallback: fallback,
+		c:        c,
+		waiters:  make(map[string]chan struct{}),
+	}
+}
+
+// run processes records until ctx ends or in is closed.
+func (p *pipeline) run(ctx context.Context) {
+	age := time.NewTimer(time.Hour)
+	defer age.Stop()
+	for {
+		if d, ok := p.batcher.UntilNext(); ok {
+			age.Reset(max(d, 0))
+		} else {
+			age.Stop()
+		}
+		select {
+		case recs, ok := <-p.in:
+			if !ok {
+				return
+			}
+			p.add(recs)
+		case f := <-p.reqs:
+			p.drain()
+			f()
+		case <-age.C:
+			if p.batcher.Due() {
+				p.seal()
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// do runs f on the pipeline goroutine after every record already handed over
+// by the listener has been added, so a flush sees all acknowledged telemetry.
+func (p *pipeline) do(ctx context.Context, f func()) bool {
+	done := make(chan struct{})
+	select {
+	case p.reqs <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// drain adds what is already queued on in, without waiting for more.
+func (p *pipeline) drain() {
+	for {
+		select {
+		case recs, ok := <-p.in:
+			if !ok {
+				return
+			}
+			p.add(recs)
+		default:
+			return
+		}
+	}
+}
+
+func (p *pipeline) add(recs []buffer.Record) {
+	for i := range recs {
+		r := &recs[i]
+		switch r.Type {
+		case "platform.runtimeDone":
+			p.markDone(r.RequestID)
+		case "sluice.malformed":
+			p.c.malformed.Add(1)
+		}
+		p.c.records.Add(1)
+		if r.Type == "function" {
+			p.c.lines.Add(1)
+		}
+		for _, b := range p.batcher.Add(r) {
+			p.push(b)
+		}
+	}
+}
+
+// seal closes the open batch, if any, and queues it for upload.
+func (p *pipeline) seal() {
+	if b := p.batcher.Seal(); b != nil {
+		p.push(b)
+	}
+}
+
+func (p *pipeline) push(b *buffer.Batch) {
+	p.c.sealed.Add(1)
+	for _, old := range p.queue.Push(b) {
+		p.c.evicted.Add(1)
+		p.fallback(old)
+	}
+}
+
+// take returns the oldest sealed batch, sealing the open one first when it is
+// due or when force is set; nil when there is nothing to upload.
+func (p *pipeline) take(ctx context.Context, force bool) *buffer.Batch {
+	var b *buffer.Batch
+	p.do(ctx, func() {
+		if p.queue.Len() == 0 && (force || p.batcher.Due()) {
+			p.seal()
+		}
+		b = p.queue.Pop()
+	})
+	return b
+}
+
+func (p *pipeline) markDone(id string) {
+	if id == "" {
+		return
+	}
+	p.done[p.doneAt%len(p.done)] = id
+	p.doneAt++
+	if ch, ok := p.waiters[id]; ok {
+		close(ch)
+		delete(p.waiters, id)
+	}
+}
+
+// runtimeDone returns a channel closed once platform.runtimeDone for id has
+// been seen.
+func (p *pipeline) runtimeDone(ctx context.Context, id string) <-chan struct{} {
+	ch := make(chan struct{})
+	ok := p.do(ctx, func() {
+		for _, d := range p.done {
+			if d == id {
+				close(ch)
+				return
+			}
+		}
+		if old, ok := p.waiters[id]; ok {
+			close(old)
+		}
+		p.waiters[id] = ch
+	})
+	if !ok {
+		close(ch)
+	}
+	return ch
+}
