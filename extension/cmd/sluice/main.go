@@ -108,15 +108,21 @@ func run() int {
 	if err != nil {
 		return fail("Extension.ListenFailed", fmt.Errorf("SLUICE_LISTEN_ADDR=%q: %w", cfg.ListenAddr, err))
 	}
+	buffering := telemetry.DefaultBuffering()
+	lis.Logger = log
+	// Lambda sends at most 2*maxBytes plus metadata in one POST.
+	lis.MaxBody = int64(2*buffering.MaxBytes + 1<<20)
 	err = telemetry.Subscribe(ctx, hc, runtimeAPI, client.ID(), telemetry.Subscription{
-		SchemaVersion: "2025-01-29",
-		Types:         []string{"platform", "function"},
-		Buffering:     telemetry.DefaultBuffering(),
-		URI:           lis.URI(),
+		SchemaVersion: telemetry.SchemaVersion,
+		// Never "extension": sluice's own output would feed back into itself.
+		Types:     []string{"platform", "function"},
+		Buffering: buffering,
+		URI:       lis.URI(),
 	})
 	switch {
 	case errors.Is(err, telemetry.ErrNotSupported):
 		log.Warn("the Telemetry API is not supported here (a local emulator?): sluice will archive nothing and stays out of the way", "err", err)
+		lis.Close()
 	case err != nil:
 		return fail("Extension.SubscribeFailed", err)
 	default:

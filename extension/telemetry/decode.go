@@ -1,0 +1,679 @@
+package telemetry
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluice-logs/sluice/buffer"
+)
+
+// TypeMalformed is the Type of the record that carries a POST body that is
+// not a JSON array of telemetry events, so that no byte Lambda sent is lost.
+const TypeMalformed = "sluice.malformed"
+
+// Decoder turns the body of a Telemetry API POST into records. It keeps
+// scratch space between calls, so reuse one per goroutine; the zero value is
+// ready to use. Records never point into the body: the caller may reuse it.
+type Decoder struct {
+	stack   []byte   // open containers while scanning
+	members []member // members of the record being decoded
+	metrics []member // members of a platform record's metrics
+	lastReq string   // the previous request id: consecutive records share it
+	text    []byte   // unescaped string text before it becomes a string
+}
+
+// str is unquote with the decoder's scratch space, so that a string with
+// escapes (most text log lines end in \n) costs one allocation, not two.
+func (d *Decoder) str(raw []byte, fl uint8) string {
+	if fl&flagEscape == 0 || len(raw) < 2 {
+		return unquote(raw, fl)
+	}
+	d.text = appendUnquoted(d.text[:0], raw[1:len(raw)-1])
+	s := string(d.text)
+	if cap(d.text) > 64<<10 {
+		d.text = nil // do not keep one huge line's buffer for good
+	}
+	return s
+}
+
+// trim drops scratch space that a freak body grew (an object with half a
+// million members, nesting 10,000 deep), so a pooled Decoder does not hold
+// on to it.
+func (d *Decoder) trim() {
+	if cap(d.members) > 1024 {
+		d.members = nil
+	}
+	if cap(d.metrics) > 64 {
+		d.metrics = nil
+	}
+	if cap(d.stack) > 1024 {
+		d.stack = nil
+	}
+}
+
+// NewDecoder returns a Decoder. The zero value works as well.
+func NewDecoder() *Decoder { return new(Decoder) }
+
+// Decode decodes body, a JSON array of {time, type, record} events, into one
+// record per event. It never fails and never panics: a body that is not such
+// an array (Lambda cuts a record larger than maxBytes across two POSTs, and
+// neither half parses) comes back as a single TypeMalformed record holding
+// the whole body, with malformed set. now stands in for a missing or
+// unreadable event time.
+//
+// An event must be an object with a string "type"; anything else in the
+// array makes the whole body malformed. Within an event, a record of an
+// unexpected shape is kept whole in Fields rather than rejected. Of
+// duplicate keys the last one counts, as in encoding/json. Keys of an event
+// other than time, type and record are ignored (Lambda sends none).
+func (d *Decoder) Decode(body []byte, now time.Time) (recs []buffer.Record, malformed bool) {
+	recs, ok := d.decode(body, now)
+	d.trim()
+	if !ok {
+		return []buffer.Record{malformedRecord(body, now)}, true
+	}
+	return recs, false
+}
+
+// malformedRecord keeps body verbatim when it is text, which is what a cut
+// record is, and base64 otherwise, so the archive stays valid UTF-8 JSON.
+func malformedRecord(body []byte, now time.Time) buffer.Record {
+	r := buffer.Record{Time: now, Type: TypeMalformed}
+	if utf8.Valid(body) {
+		r.Message = string(body)
+		r.Fields = strconv.AppendInt([]byte(`{"bytes":`), int64(len(body)), 10)
+	} else {
+		r.Message = base64.StdEncoding.EncodeToString(body)
+		r.Fields = strconv.AppendInt([]byte(`{"encoding":"base64","bytes":`), int64(len(body)), 10)
+	}
+	r.Fields = append(r.Fields, '}')
+	return r
+}
+
+// rawEvent holds the spans of one event's values; an empty span is absent.
+type rawEvent struct {
+	typ, time, rec       span
+	typFl, timeFl, recFl uint8
+}
+
+func (d *Decoder) decode(body []byte, now time.Time) ([]buffer.Record, bool) {
+	i := skipSpace(body, 0)
+	if at(body, i) != '[' {
+		return nil, false
+	}
+	i = skipSpace(body, i+1)
+	var recs []buffer.Record
+	if at(body, i) == ']' {
+		return recs, skipSpace(body, i+1) == len(body)
+	}
+	recs = make([]buffer.Record, 0, estimateEvents(body))
+	for {
+		if at(body, i) != '{' {
+			return nil, false
+		}
+		var ev rawEvent
+		i = skipSpace(body, i+1)
+		if at(body, i) != '}' {
+			for {
+				if at(body, i) != '"' {
+					return nil, false
+				}
+				k, kfl, ok := skipString(body, i)
+				if !ok {
+					return nil, false
+				}
+				key := body[i:k]
+				i = skipSpace(body, k)
+				if at(body, i) != ':' {
+					return nil, false
+				}
+				i = skipSpace(body, i+1)
+				v := span{start: i}
+				var vfl uint8
+				if v.end, vfl, ok, d.stack = skipValue(body, i, 2, d.stack); !ok {
+					return nil, false
+				}
+				switch kindOf(key, kfl) {
+				case kTime:
+					ev.time, ev.timeFl = v, vfl
+				case kType:
+					ev.typ, ev.typFl = v, vfl
+				case kRecord:
+					ev.rec, ev.recFl = v, vfl
+				}
+				i = skipSpace(body, v.end)
+				if at(body, i) == ',' {
+					i = skipSpace(body, i+1)
+					continue
+				}
+				if at(body, i) != '}' {
+					return nil, false
+				}
+				break
+			}
+		}
+		i = skipSpace(body, i+1)
+		rec, ok := d.event(body, &ev, now)
+		if !ok {
+			return nil, false
+		}
+		if len(recs) == cap(recs) {
+			// Extrapolate from the events so far, so the slice is grown
+			// about once and is not left twice as large as needed.
+			grown := make([]buffer.Record, len(recs), len(recs)+len(recs)*(len(body)-i)/i+8)
+			copy(grown, recs)
+			recs = grown
+		}
+		recs = append(recs, rec)
+		switch at(body, i) {
+		case ',':
+			i = skipSpace(body, i+1)
+		case ']':
+			return recs, skipSpace(body, i+1) == len(body)
+		default:
+			return nil, false
+		}
+	}
+}
+
+// estimateEvents guesses the number of events from the body's size (a log
+// event is a few hundred bytes). Counting them exactly cost a tenth of the
+// decode; a wrong guess costs a few appends.
+func estimateEvents(body []byte) int {
+	return len(body)/256 + 1
+}
+
+// Known keys. One enumeration serves every object the decoder looks into;
+// each caller cares about its own subset.
+const (
+	kOther uint8 = iota
+	kTime
+	kType
+	kRecord
+	kTimestamp
+	kLevel
+	kRequestID
+	kMessage
+	kStatus
+	kErrorType
+	kMetrics
+	kReason
+	kDurationMs
+	kBilledDurationMs
+	kInitDurationMs
+	kRestoreDurationMs
+	kMemorySizeMB
+	kMaxMemoryUsedMB
+	kProducedBytes
+	nKinds
+)
+
+func kindOf(rawKey []byte, fl uint8) uint8 {
+	if len(rawKey) < 2 {
+		return kOther
+	}
+	if fl&flagEscape != 0 {
+		return kindOfName(unquote(rawKey, fl))
+	}
+	return kindOfName(rawKey[1 : len(rawKey)-1])
+}
+
+func kindOfName[T string | []byte](name T) uint8 {
+	switch string(name) {
+	case "time":
+		return kTime
+	case "type":
+		return kType
+	case "record":
+		return kRecord
+	case "timestamp":
+		return kTimestamp
+	case "level":
+		return kLevel
+	case "requestId":
+		return kRequestID
+	case "message":
+		return kMessage
+	case "status":
+		return kStatus
+	case "errorType":
+		return kErrorType
+	case "metrics":
+		return kMetrics
+	case "reason":
+		return kReason
+	case "durationMs":
+		return kDurationMs
+	case "billedDurationMs":
+		return kBilledDurationMs
+	case "initDurationMs":
+		return kInitDurationMs
+	case "restoreDurationMs":
+		return kRestoreDurationMs
+	case "memorySizeMB":
+		return kMemorySizeMB
+	case "maxMemoryUsedMB":
+		return kMaxMemoryUsedMB
+	case "producedBytes":
+		return kProducedBytes
+	}
+	return kOther
+}
+
+func (s span) of(b []byte) []byte { return b[s.start:s.end] }
+func (s span) absent() bool       { return s.end <= s.start }
+
+// event builds the record of one scanned event.
+func (d *Decoder) event(body []byte, ev *rawEvent, now time.Time) (buffer.Record, bool) {
+	var r buffer.Record
+	if ev.typ.absent() || body[ev.typ.start] != '"' {
+		return r, false
+	}
+	r.Type = eventType(ev.typ.of(body), ev.typFl)
+	t, timeOK := stringTime(body, ev.time, ev.timeFl)
+	var rec []byte
+	if !ev.rec.absent() {
+		rec = ev.rec.of(body)
+	}
+	switch {
+	case rec == nil:
+	case (r.Type == "function" || r.Type == "extension") && rec[0] == '"':
+		r.Message = d.str(rec, ev.recFl)
+	case (r.Type == "function" || r.Type == "extension") && rec[0] == '{':
+		ts, tsFl := d.logRecord(&r, rec, ev.recFl)
+		if !timeOK {
+			t, timeOK = stringTime(rec, ts, tsFl)
+		}
+	case strings.HasPrefix(r.Type, "platform.") && rec[0] == '{':
+		d.platformRecord(&r, rec, ev.recFl)
+	default:
+		r.Fields = appendCompact(make([]byte, 0, len(rec)), rec, ev.recFl)
+	}
+	if timeOK {
+		r.Time = t
+	} else {
+		r.Time = now
+	}
+	return r, true
+}
+
+// eventType interns the types Lambda sends so that a record costs no
+// allocation for its type.
+func eventType(raw []byte, fl uint8) string {
+	if fl&flagEscape == 0 {
+		switch string(raw[1 : len(raw)-1]) {
+		case "function":
+			return "function"
+		case "extension":
+			return "extension"
+		case "platform.initStart":
+			return "platform.initStart"
+		case "platform.initRuntimeDone":
+			return "platform.initRuntimeDone"
+		case "platform.initReport":
+			return "platform.initReport"
+		case "platform.start":
+			return "platform.start"
+		case "platform.runtimeDone":
+			return "platform.runtimeDone"
+		case "platform.report":
+			return "platform.report"
+		case "platform.restoreStart":
+			return "platform.restoreStart"
+		case "platform.restoreRuntimeDone":
+			return "platform.restoreRuntimeDone"
+		case "platform.restoreReport":
+			return "platform.restoreReport"
+		case "platform.telemetrySubscription":
+			return "platform.telemetrySubscription"
+		case "platform.logsDropped":
+			return "platform.logsDropped"
+		case "platform.extension":
+			return "platform.extension"
+		}
+	}
+	return unquote(raw, fl)
+}
+
+// stringTime parses the JSON string at s in b as an RFC 3339 time.
+func stringTime(b []byte, s span, fl uint8) (time.Time, bool) {
+	if s.absent() || b[s.start] != '"' || s.end-s.start < 2 {
+		return time.Time{}, false
+	}
+	raw := s.of(b)
+	if fl&(flagEscape|flagHigh) == 0 {
+		if t, ok := parseTimeUTC(raw[1 : len(raw)-1]); ok {
+			return t, true
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, unquote(raw, fl))
+	return t, err == nil
+}
+
+// parseTimeUTC parses the shape Lambda sends, "2006-01-02T15:04:05.000Z",
+// without allocating. It accepts a strict subset of what time.Parse accepts
+// with RFC3339Nano, with the same result; anything else goes to time.Parse.
+func parseTimeUTC(b []byte) (time.Time, bool) {
+	if len(b) < 20 || len(b) > 30 || b[len(b)-1] != 'Z' ||
+		b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, false
+	}
+	year, month, day := digits(b[0:4]), digits(b[5:7]), digits(b[8:10])
+	hour, minute, sec := digits(b[11:13]), digits(b[14:16]), digits(b[17:19])
+	if year < 0 || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
+		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return time.Time{}, false
+		}
+		if nsec = digits(frac[1:]); nsec < 0 {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			nsec *= 10
+		}
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+// digits parses b as a decimal number of at most 9 digits, or returns -1.
+func digits(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// dropped marks a member that does not go to Fields: its value was moved to
+// a column, or a later member with the same key supersedes it.
+const dropped = 0xff
+
+// classify sets the kind of each member that is one of wanted and marks
+// all but the last of each such key as dropped. It returns the index of the
+// last member of each kind, or -1.
+func classify(obj []byte, ms []member, wanted ...uint8) (last [nKinds]int) {
+	for k := range last {
+		last[k] = -1
+	}
+	for i := range ms {
+		m := &ms[i]
+		k := kindOf(m.key.of(obj), m.keyFl)
+		m.kind = kOther
+		for _, w := range wanted {
+			if k == w {
+				m.kind = k
+				last[k] = i
+			}
+		}
+	}
+	for i := range ms {
+		if k := ms[i].kind; k != kOther && last[k] != i {
+			ms[i].kind = dropped
+		}
+	}
+	return last
+}
+
+// logRecord fills r from a JSON-format log line {timestamp, level,
+// requestId, message, ...}. It returns the span of a string timestamp, the
+// fallback for a missing event time.
+func (d *Decoder) logRecord(r *buffer.Record, rec []byte, fl uint8) (ts span, tsFl uint8) {
+	ms, ok := d.scanMembers(rec)
+	if !ok {
+		r.Fields = appendCompact(make([]byte, 0, len(rec)), rec, fl)
+		return span{}, 0
+	}
+	classify(rec, ms, kTimestamp, kLevel, kRequestID, kMessage)
+	for i := range ms {
+		m := &ms[i]
+		isString := rec[m.val.start] == '"'
+		switch {
+		case m.kind == kMessage && isString:
+			r.Message = d.str(m.val.of(rec), m.valFl)
+		case m.kind == kMessage:
+			// A structured message is kept as its JSON text.
+			r.Message = string(appendCompact(nil, m.val.of(rec), m.valFl))
+		case m.kind == kLevel && isString:
+			r.Level = level(m.val.of(rec), m.valFl)
+		case m.kind == kRequestID && isString:
+			r.RequestID = d.requestID(m.val.of(rec), m.valFl)
+		case m.kind == kTimestamp && isString:
+			ts, tsFl = m.val, m.valFl
+		default:
+			if m.kind != dropped {
+				m.kind = kOther // not the expected type: keep it in Fields
+			}
+			continue
+		}
+		m.kind = dropped
+	}
+	r.Fields = fields(rec, ms)
+	return ts, tsFl
+}
+
+// platformRecord fills r from the record object of a platform.* event.
+func (d *Decoder) platformRecord(r *buffer.Record, rec []byte, fl uint8) {
+	ms, ok := d.scanMembers(rec)
+	if !ok {
+		r.Fields = appendCompact(make([]byte, 0, len(rec)), rec, fl)
+		return
+	}
+	classify(rec, ms, kRequestID, kStatus, kErrorType, kMetrics, kReason)
+	for i := range ms {
+		m := &ms[i]
+		isString := rec[m.val.start] == '"'
+		switch {
+		case m.kind == kRequestID && isString:
+			r.RequestID = d.requestID(m.val.of(rec), m.valFl)
+		case m.kind == kStatus && isString:
+			r.Status = status(m.val.of(rec), m.valFl)
+		case m.kind == kErrorType && isString:
+			r.ErrorType = d.str(m.val.of(rec), m.valFl)
+		case m.kind == kMetrics && rec[m.val.start] == '{':
+			var whole bool
+			r.Metrics, whole = d.parseMetrics(m.val.of(rec))
+			if !whole {
+				m.kind = kOther // something in it has no column: keep it all
+				continue
+			}
+		case m.kind == kReason:
+			// The reason stays in Fields; for logsDropped it is also the
+			// message, the one line a reader needs.
+			if isString && r.Type == "platform.logsDropped" {
+				r.Message = d.str(m.val.of(rec), m.valFl)
+			}
+			m.kind = kOther
+			continue
+		default:
+			if m.kind != dropped {
+				m.kind = kOther
+			}
+			continue
+		}
+		m.kind = dropped
+	}
+	if (r.Type == "platform.runtimeDone" || r.Type == "platform.report") && r.Status != "" && r.Status != "success" {
+		r.Level = "ERROR"
+	}
+	r.Fields = fields(rec, ms)
+}
+
+// scanMembers lists the members of the object rec into the decoder's scratch
+// space.
+func (d *Decoder) scanMembers(rec []byte) ([]member, bool) {
+	var ok bool
+	d.members, d.stack, ok = members(rec, d.members[:0], d.stack)
+	return d.members, ok
+}
+
+// parseMetrics reads a metrics object. whole reports whether every member
+// went to a column; m is nil when none did.
+func (d *Decoder) parseMetrics(obj []byte) (m *buffer.Metrics, whole bool) {
+	var ok bool
+	d.metrics, d.stack, ok = members(obj, d.metrics[:0], d.stack)
+	if !ok {
+		return nil, false
+	}
+	ms := d.metrics
+	classify(obj, ms, kDurationMs, kBilledDurationMs, kInitDurationMs, kRestoreDurationMs,
+		kMemorySizeMB, kMaxMemoryUsedMB, kProducedBytes)
+	whole = true
+	var v buffer.Metrics
+	found := false
+	for _, mb := range ms {
+		if mb.kind == dropped {
+			continue
+		}
+		f, ok := metricValue(mb.val.of(obj))
+		if mb.kind == kOther || !ok {
+			whole = false
+			continue
+		}
+		found = true
+		switch mb.kind {
+		case kDurationMs:
+			v.DurationMs = f
+		case kBilledDurationMs:
+			v.BilledDurationMs = f
+		case kInitDurationMs:
+			v.InitDurationMs = f
+		case kRestoreDurationMs:
+			v.RestoreDurationMs = f
+		case kMemorySizeMB:
+			v.MemorySizeMB = int64(f)
+		case kMaxMemoryUsedMB:
+			v.MaxMemoryUsedMB = int64(f)
+		case kProducedBytes:
+			v.ProducedBytes = int64(f)
+		}
+	}
+	if found {
+		m = &v
+	}
+	return m, whole
+}
+
+// metricValue reads a JSON number that fits the columns: finite and, for
+// the integer columns, within int64 (checked for all, for simplicity: no
+// metric comes near 2^63).
+func metricValue(raw []byte) (float64, bool) {
+	if len(raw) == 0 || (raw[0] != '-' && !isDigit(raw[0])) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || f >= 1<<63 || f < -(1<<63) {
+		return 0, false
+	}
+	return f, true
+}
+
+// fields re-encodes the members of obj that are still kOther as one compact
+// object, or returns nil when none are.
+func fields(obj []byte, ms []member) json.RawMessage {
+	n := 1
+	for _, m := range ms {
+		if m.kind == kOther {
+			n += m.key.end - m.key.start + 1 + m.val.end - m.val.start + 1
+		}
+	}
+	if n == 1 {
+		return nil
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '{')
+	for _, m := range ms {
+		if m.kind != kOther {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, m.key.of(obj)...)
+		out = append(out, ':')
+		out = appendCompact(out, m.val.of(obj), m.valFl)
+	}
+	return append(out, '}')
+}
+
+// requestID returns the id as a string, reusing the previous one when equal:
+// the lines of an invocation arrive together.
+func (d *Decoder) requestID(raw []byte, fl uint8) string {
+	if fl&(flagEscape|flagHigh) == 0 && string(raw[1:len(raw)-1]) == d.lastReq {
+		return d.lastReq
+	}
+	d.lastReq = d.str(raw, fl)
+	return d.lastReq
+}
+
+// level upper-cases a log level, interning the usual ones.
+func level(raw []byte, fl uint8) string {
+	if fl&(flagEscape|flagHigh) == 0 {
+		s := raw[1 : len(raw)-1]
+		for _, l := range knownLevels {
+			if equalFoldASCII(s, l) {
+				return l
+			}
+		}
+	}
+	return strings.ToUpper(unquote(raw, fl))
+}
+
+// equalFoldASCII reports whether b equals the upper-case ASCII word upper,
+// ignoring case.
+func equalFoldASCII(b []byte, upper string) bool {
+	if len(b) != len(upper) {
+		return false
+	}
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != upper[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var knownLevels = [...]string{"INFO", "DEBUG", "WARN", "ERROR", "TRACE", "FATAL", "WARNING", "CRITICAL"}
+
+// status interns the documented status values.
+func status(raw []byte, fl uint8) string {
+	if fl&flagEscape == 0 {
+		switch string(raw[1 : len(raw)-1]) {
+		case "success":
+			return "success"
+		case "failure":
+			return "failure"
+		case "error":
+			return "error"
+		case "timeout":
+			return "timeout"
+		}
+	}
+	return unquote(raw, fl)
+}

@@ -1,0 +1,287 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-logs/sluice/buffer"
+)
+
+// Defaults of the Listener's settings.
+const (
+	// DefaultMaxBody admits the largest body Lambda sends with
+	// DefaultBuffering: up to 2*maxBytes of events plus their metadata.
+	DefaultMaxBody = 2*1048576 + 1<<20
+	// DefaultSendTimeout bounds how long a POST waits for room in the
+	// output channel before it is answered 503.
+	DefaultSendTimeout = time.Second
+)
+
+// sandboxHost is the name Lambda resolves inside the execution environment
+// to the address extensions listen on.
+const sandboxHost = "sandbox.localdomain"
+
+// Listener is the HTTP endpoint Lambda POSTs telemetry batches to. Create it
+// with Listen before subscribing (Lambda checks the destination), then run
+// Serve. Set the exported fields, if at all, before Serve.
+type Listener struct {
+	// MaxBody is the largest body accepted, in bytes; a larger one is
+	// answered 413. Zero means DefaultMaxBody. Lambda never sends more than
+	// 2*maxBytes plus metadata, so set it from the subscription's buffering.
+	MaxBody int64
+	// SendTimeout bounds the wait for room in the output channel. Zero
+	// means DefaultSendTimeout.
+	SendTimeout time.Duration
+	// Logger receives counts and problems, never record contents (the
+	// extension's own output may be subscribed to). Nil means slog.Default().
+	Logger *slog.Logger
+
+	ln   net.Listener
+	host string // the host part of the listen address
+
+	decoders sync.Pool // *Decoder
+	bodies   sync.Pool // *bytes.Buffer
+
+	posts, records, malformed, bytes, oversized, busy, readErrors atomic.Int64
+	lastPost                                                      atomic.Int64 // unix nanoseconds; 0 before the first POST
+}
+
+// Stats are the Listener's counters since Listen.
+type Stats struct {
+	Posts      int64 // POST requests received, retries included
+	Records    int64 // records handed to the output channel
+	Malformed  int64 // bodies handed over as one TypeMalformed record
+	Bytes      int64 // body bytes read, retries included
+	Oversized  int64 // bodies over MaxBody, answered 413 and not archived
+	Busy       int64 // POSTs answered 503 because the output channel stayed full
+	ReadErrors int64 // bodies that could not be read (connection lost)
+}
+
+// Listen opens the TCP listener on addr, e.g. "sandbox.localdomain:4243" in
+// Lambda or "127.0.0.1:0" in tests.
+func Listen(addr string) (*Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for telemetry on %q: %w", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for telemetry on %q: %w", addr, err)
+	}
+	return &Listener{ln: ln, host: host}, nil
+}
+
+// URI is the destination to subscribe with: "http://HOST:PORT", where HOST
+// is the listen host, or sandbox.localdomain when the listener is on all
+// interfaces, and PORT is the port actually bound (for ":0").
+func (l *Listener) URI() string {
+	host := l.host
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = sandboxHost
+	}
+	port := "0"
+	if a, ok := l.ln.Addr().(*net.TCPAddr); ok {
+		port = strconv.Itoa(a.Port)
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// Close releases the socket of a Listener that will not Serve (the
+// subscription was refused). A Listener that serves closes it itself.
+func (l *Listener) Close() error { return l.ln.Close() }
+
+// Stats returns a snapshot of the counters.
+func (l *Listener) Stats() Stats {
+	return Stats{
+		Posts:      l.posts.Load(),
+		Records:    l.records.Load(),
+		Malformed:  l.malformed.Load(),
+		Bytes:      l.bytes.Load(),
+		Oversized:  l.oversized.Load(),
+		Busy:       l.busy.Load(),
+		ReadErrors: l.readErrors.Load(),
+	}
+}
+
+// LastPost is when a POST last arrived or was answered, or the zero time
+// before the first. At shutdown, "no POST for N ms" is the sign that Lambda
+// has delivered what it had.
+func (l *Listener) LastPost() time.Time {
+	n := l.lastPost.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Serve answers POSTs until ctx ends, sending each batch's records to out.
+// Then it stops accepting, waits for the POSTs in flight (at most
+// SendTimeout plus a grace period) and closes the listener. It returns nil
+// after a shutdown caused by ctx, or the error that stopped the server.
+// Serve may be called once.
+func (l *Listener) Serve(ctx context.Context, out chan<- []buffer.Record) error {
+	h := l.handler(out)
+	srv := &http.Server{
+		Handler: h,
+		// Generous, not tight: the environment can be frozen between a
+		// connection's accept and its headers, and a frozen sender is not a
+		// slow client.
+		ReadHeaderTimeout: time.Minute,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve telemetry on %s: %w", l.ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.sendTimeout+500*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+		<-errc
+		return fmt.Errorf("shut down telemetry listener: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve telemetry on %s: %w", l.ln.Addr(), err)
+	}
+	return nil
+}
+
+// handler is the request handler with the settings resolved once, so that
+// requests never read the exported fields.
+type handler struct {
+	l           *Listener
+	out         chan<- []buffer.Record
+	maxBody     int64
+	sendTimeout time.Duration
+	log         *slog.Logger
+}
+
+func (l *Listener) handler(out chan<- []buffer.Record) *handler {
+	h := &handler{l: l, out: out, maxBody: l.MaxBody, sendTimeout: l.SendTimeout, log: l.Logger}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBody
+	}
+	if h.sendTimeout <= 0 {
+		h.sendTimeout = DefaultSendTimeout
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	return h
+}
+
+// ServeHTTP answers a POST on any path: emulators post to "/" whatever path
+// the subscribed URI had.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	l := h.l
+	l.posts.Add(1)
+	l.lastPost.Store(time.Now().UnixNano())
+	defer func() { l.lastPost.Store(time.Now().UnixNano()) }()
+
+	// An oversized body is refused, not archived. That is not a silent
+	// loss: Lambda never sends more than 2*maxBytes plus metadata, so it
+	// means a misconfigured limit or a sender that is not Lambda, and it is
+	// counted (Stats.Oversized) and logged at Error.
+	if r.ContentLength > h.maxBody {
+		h.tooLarge(w, r.ContentLength)
+		return
+	}
+	buf, _ := l.bodies.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer func() {
+		if int64(buf.Cap()) <= h.maxBody+bytes.MinRead {
+			buf.Reset()
+			l.bodies.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead spare
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
+	l.bytes.Add(n)
+	if err != nil {
+		l.readErrors.Add(1)
+		h.log.Warn("telemetry POST body unreadable; Lambda retries it", "bytes", n, "err", err)
+		http.Error(w, "unreadable body", http.StatusBadRequest)
+		return
+	}
+	if n > h.maxBody {
+		h.tooLarge(w, n)
+		return
+	}
+
+	d, _ := l.decoders.Get().(*Decoder)
+	if d == nil {
+		d = new(Decoder)
+	}
+	recs, malformed := d.Decode(buf.Bytes(), time.Now())
+	l.decoders.Put(d)
+
+	if len(recs) > 0 && !h.send(r.Context(), recs) {
+		// Lambda retries a failed POST later, so the batch is delayed, not
+		// lost; if the consumer stays behind, Lambda drops records itself
+		// and says so in a platform.logsDropped event, which is archived.
+		l.busy.Add(1)
+		h.log.Warn("telemetry output full; answered 503 so Lambda retries the batch",
+			"records", len(recs), "bytes", n, "waited", h.sendTimeout)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
+	l.records.Add(int64(len(recs)))
+	if malformed {
+		l.malformed.Add(1)
+		h.log.Warn("telemetry POST body is not a JSON array of events; archived whole as "+TypeMalformed, "bytes", n)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// send hands recs to the output channel. When the channel is full it waits
+// for room, but no longer than sendTimeout and the request's life: Lambda
+// must get an answer quickly (a slow answer stalls its delivery), and a 503
+// makes it retry the batch later instead.
+func (h *handler) send(ctx context.Context, recs []buffer.Record) bool {
+	select {
+	case h.out <- recs:
+		return true
+	default:
+	}
+	t := time.NewTimer(h.sendTimeout)
+	defer t.Stop()
+	select {
+	case h.out <- recs:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (h *handler) tooLarge(w http.ResponseWriter, n int64) {
+	h.l.oversized.Add(1)
+	h.log.Error("telemetry POST body over the limit; refused with 413 and not archived",
+		"bytes_at_least", n, "limit", h.maxBody)
+	http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+}
