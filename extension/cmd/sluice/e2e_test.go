@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +38,12 @@ func runMain(m *testing.M) int {
 	// The extension is named after its file, as under /opt/extensions.
 	binaries.sluice = filepath.Join(dir, "sluice")
 	binaries.sample = filepath.Join(dir, "bootstrap")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// go test runs with the go command's directory first in PATH.
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	for _, b := range []struct{ out, pkg string }{
 		{binaries.sluice, "."},
 		{binaries.sample, "../../lambdatest/sample"},
