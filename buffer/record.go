@@ -38,6 +38,10 @@ type Metrics struct {
 // execution environment are numbered from 1; Seq and Start make its object
 // key, so a retried upload writes the same key.
 type Batch struct {
+	// Env is the execution environment that sealed the batch when it is not
+	// the running one (a batch spilled to /tmp by an earlier process of the
+	// same sandbox); empty means the sink's own. It keeps keys unique.
+	Env      string
 	Seq      uint64
 	Start    time.Time // time of the batch's first record, UTC; picks the partition
 	Data     []byte    // the compressed NDJSON

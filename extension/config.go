@@ -33,6 +33,9 @@ type Config struct {
 	LogLevel       slog.Level    // SLUICE_LOG_LEVEL
 	S3BucketOwner  string        // SLUICE_S3_EXPECTED_BUCKET_OWNER
 	S3KMSKeyID     string        // SLUICE_S3_KMS_KEY_ID
+	SpillDir       string        // SLUICE_SPILL_DIR
+	SpillMaxBytes  int           // SLUICE_SPILL_MAX_BYTES; 0 disables spilling
+	MemoryLimitMB  int           // SLUICE_MEMORY_LIMIT_MB: GOMEMLIMIT
 }
 
 // Sink is the parsed SLUICE_SINK: s3://bucket/prefix or file:///dir.
@@ -61,6 +64,15 @@ const (
 	DefaultBatchMaxAge    = 60 * time.Second
 	DefaultBufferMaxBytes = 16 << 20
 	DefaultListenAddr     = "sandbox.localdomain:4243"
+	DefaultSpillDir       = "/tmp/sluice-spill"
+	// DefaultSpillMaxBytes leaves most of Lambda's default 512 MB /tmp to
+	// the function.
+	DefaultSpillMaxBytes = 128 << 20
+	// DefaultMemoryLimitMB is the Go heap limit. The extension needs about
+	// 10 MB to run, the buffer cap 16 MiB, an open batch 3-4 MiB and the
+	// telemetry in flight up to 8 MiB: 48 MB leaves a 128 MB function about
+	// 80 MB, and a log storm makes the GC work harder instead of growing.
+	DefaultMemoryLimitMB = 48
 )
 
 // Load reads the configuration through getenv and returns every problem at
@@ -73,6 +85,9 @@ func Load(getenv func(string) string) (Config, error) {
 		ListenAddr:     DefaultListenAddr,
 		Flush:          FlushBackground,
 		LogLevel:       slog.LevelInfo,
+		SpillDir:       DefaultSpillDir,
+		SpillMaxBytes:  DefaultSpillMaxBytes,
+		MemoryLimitMB:  DefaultMemoryLimitMB,
 	}
 	var errs []error
 	bad := func(name, val, format string, args ...any) {
@@ -105,6 +120,30 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	size("SLUICE_BATCH_MAX_BYTES", &c.BatchMaxBytes, 64<<10, 256<<20)
 	size("SLUICE_BUFFER_MAX_BYTES", &c.BufferMaxBytes, 1<<20, 1<<30)
+	size("SLUICE_SPILL_MAX_BYTES", &c.SpillMaxBytes, 0, 10<<30)
+
+	if v := getenv("SLUICE_SPILL_DIR"); v != "" {
+		if !strings.HasPrefix(v, "/") {
+			bad("SLUICE_SPILL_DIR", v, "want an absolute directory (Lambda can write only under /tmp)")
+		} else {
+			c.SpillDir = v
+		}
+	}
+
+	memOK := true
+	if v := getenv("SLUICE_MEMORY_LIMIT_MB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 16 || n > 10240 {
+			bad("SLUICE_MEMORY_LIMIT_MB", v, "want a whole number of MB between 16 and 10240")
+			memOK = false
+		} else {
+			c.MemoryLimitMB = n
+		}
+	}
+	if memOK && c.BufferMaxBytes > c.MemoryLimitMB<<20/2 {
+		errs = append(errs, fmt.Errorf("SLUICE_BUFFER_MAX_BYTES=%s is more than half of SLUICE_MEMORY_LIMIT_MB=%d: raise the limit or lower the buffer",
+			formatSize(c.BufferMaxBytes), c.MemoryLimitMB))
+	}
 
 	if v := getenv("SLUICE_BATCH_MAX_AGE"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -158,6 +197,7 @@ var KnownVars = []string{
 	"SLUICE_SINK", "SLUICE_BATCH_MAX_BYTES", "SLUICE_BATCH_MAX_AGE", "SLUICE_BUFFER_MAX_BYTES",
 	"SLUICE_LISTEN_ADDR", "SLUICE_FLUSH", "SLUICE_LOG_LEVEL",
 	"SLUICE_S3_EXPECTED_BUCKET_OWNER", "SLUICE_S3_KMS_KEY_ID",
+	"SLUICE_SPILL_DIR", "SLUICE_SPILL_MAX_BYTES", "SLUICE_MEMORY_LIMIT_MB",
 }
 
 // UnknownVars returns the SLUICE_* names in environ that Load does not read:

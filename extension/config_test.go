@@ -26,6 +26,9 @@ func TestLoadDefaults(t *testing.T) {
 		ListenAddr:     DefaultListenAddr,
 		Flush:          FlushBackground,
 		LogLevel:       slog.LevelInfo,
+		SpillDir:       DefaultSpillDir,
+		SpillMaxBytes:  DefaultSpillMaxBytes,
+		MemoryLimitMB:  DefaultMemoryLimitMB,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load defaults (-want +got):\n%s", diff)
@@ -43,6 +46,9 @@ func TestLoadValues(t *testing.T) {
 		"SLUICE_LOG_LEVEL":                "debug",
 		"SLUICE_S3_EXPECTED_BUCKET_OWNER": "123456789012",
 		"SLUICE_S3_KMS_KEY_ID":            "alias/logs",
+		"SLUICE_SPILL_DIR":                "/tmp/x",
+		"SLUICE_SPILL_MAX_BYTES":          "0",
+		"SLUICE_MEMORY_LIMIT_MB":          "96",
 	}))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -57,6 +63,9 @@ func TestLoadValues(t *testing.T) {
 		LogLevel:       slog.LevelDebug,
 		S3BucketOwner:  "123456789012",
 		S3KMSKeyID:     "alias/logs",
+		SpillDir:       "/tmp/x",
+		SpillMaxBytes:  0,
+		MemoryLimitMB:  96,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)
@@ -95,6 +104,10 @@ func TestLoadErrors(t *testing.T) {
 		{"SLUICE_FLUSH", "sometimes", `SLUICE_FLUSH="sometimes": want "background" or "invoke"`},
 		{"SLUICE_LOG_LEVEL", "loud", `SLUICE_LOG_LEVEL="loud"`},
 		{"SLUICE_S3_EXPECTED_BUCKET_OWNER", "me", `SLUICE_S3_EXPECTED_BUCKET_OWNER="me": want a 12-digit`},
+		{"SLUICE_SPILL_DIR", "spill", `SLUICE_SPILL_DIR="spill": want an absolute directory`},
+		{"SLUICE_SPILL_MAX_BYTES", "big", `SLUICE_SPILL_MAX_BYTES="big"`},
+		{"SLUICE_MEMORY_LIMIT_MB", "8", `SLUICE_MEMORY_LIMIT_MB="8": want a whole number`},
+		{"SLUICE_MEMORY_LIMIT_MB", "20", `SLUICE_BUFFER_MAX_BYTES=16MiB is more than half of SLUICE_MEMORY_LIMIT_MB=20`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.val, func(t *testing.T) {

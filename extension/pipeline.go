@@ -2,6 +2,7 @@ package extension
 
 import (
 	"context"
+	"encoding/json"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +23,14 @@ type counters struct {
 	uploadErrors  atomic.Int64
 	fallback      atomic.Int64 // batches written to the fallback
 	fallbackLines atomic.Int64 // function lines among them
-	evicted       atomic.Int64 // batches pushed out of memory by the buffer cap (also counted in fallback)
+	evicted       atomic.Int64 // batches pushed out of memory by the buffer cap (then spilled or sent to the fallback)
+	spilled       atomic.Int64 // batches written to the spill
+	replayed      atomic.Int64 // spilled batches delivered later
+	spillEvicted  atomic.Int64 // spilled batches pushed out by the spill cap (to the fallback)
+	lostBatches   atomic.Int64 // batches neither delivered nor written to the fallback (logged at Error)
+	// platformDropped sums platform.logsDropped droppedRecords: lines Lambda
+	// dropped before sluice got them.
+	platformDropped atomic.Int64
 }
 
 // pipeline owns the batcher and the queue of sealed batches. One goroutine
@@ -122,6 +130,8 @@ func (p *pipeline) add(recs []buffer.Record) {
 			p.markDone(r.RequestID)
 		case "sluice.malformed":
 			p.c.malformed.Add(1)
+		case "platform.logsDropped":
+			p.c.platformDropped.Add(droppedRecords(r.Fields))
 		}
 		p.c.records.Add(1)
 		if r.Type == "function" {
@@ -193,4 +203,16 @@ func (p *pipeline) runtimeDone(ctx context.Context, id string) <-chan struct{} {
 		close(ch)
 	}
 	return ch
+}
+
+// droppedRecords reads droppedRecords from a platform.logsDropped record's
+// fields. It runs once per such event, so encoding/json is fine.
+func droppedRecords(fields json.RawMessage) int64 {
+	var v struct {
+		DroppedRecords int64 `json:"droppedRecords"`
+	}
+	if json.Unmarshal(fields, &v) != nil {
+		return 0
+	}
+	return v.DroppedRecords
 }

@@ -2,7 +2,9 @@ package extension
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -14,8 +16,8 @@ import (
 // (less the runtime's share) and kills them at deadlineMs.
 const (
 	// invokeMargin is kept free before an invocation's deadline: uploads
-	// still running then are abandoned (the batch is kept and retried) so
-	// that sluice never makes the function time out.
+	// still running then are abandoned (the batch is spilled and retried)
+	// so that sluice never makes the function time out.
 	invokeMargin = 200 * time.Millisecond
 	// shutdownMargin is kept free before the SHUTDOWN deadline to write what
 	// was not delivered to the fallback and exit before SIGKILL.
@@ -40,20 +42,30 @@ type Runner struct {
 	Meta      buffer.Meta
 	Sink      sinks.Sink
 	Fallback  sinks.Sink // stdout: the last resort for batches that cannot be delivered
+	Spill     *Spill     // nil when spilling is off
 	Telemetry Telemetry  // nil when the platform refused the subscription
 	Log       *slog.Logger
+	// Retryable says whether a sink error may succeed later (default
+	// sinks.Retryable).
+	Retryable func(error) bool
 
 	c       counters
-	pending *buffer.Batch // a batch whose upload failed; retried first
+	backoff backoff
+	pending *buffer.Batch // without a spill: the batch whose upload failed, retried first
 }
 
 // Run serves /event/next until SHUTDOWN (or ctx ends, which is treated as a
 // shutdown with a short deadline) and returns after the final flush.
 func (r *Runner) Run(ctx context.Context) error {
+	if r.Retryable == nil {
+		r.Retryable = sinks.Retryable
+	}
 	if r.Telemetry == nil {
 		return r.runNoop(ctx)
 	}
-	recs := make(chan []buffer.Record, 64)
+	// A few POSTs' worth: the pipeline keeps up with Lambda's rate, and a
+	// deeper queue would only hold more decoded records in memory.
+	recs := make(chan []buffer.Record, 4)
 	lctx, stopListener := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopListener()
 	served := make(chan error, 1)
@@ -62,7 +74,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	p := newPipeline(recs,
 		buffer.NewBatcher(r.Meta, buffer.Limits{MaxBytes: r.Config.BatchMaxBytes, MaxAge: r.Config.BatchMaxAge}, time.Now),
 		buffer.NewQueue(r.Config.BufferMaxBytes),
-		r.toFallback, &r.c)
+		r.evict, &r.c)
 	pctx, stopPipeline := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPipeline()
 	pipelineDone := make(chan struct{})
@@ -133,30 +145,128 @@ func (r *Runner) invoke(ctx context.Context, p *pipeline, requestID string, dead
 	r.upload(ctx, p, force)
 }
 
-// upload writes sealed batches until none is left, one fails, or ctx ends.
-// A failed batch stays pending and is retried first next time.
-func (r *Runner) upload(ctx context.Context, p *pipeline, force bool) (ok bool) {
+// upload delivers spilled batches (oldest first), then sealed ones, until
+// none is left, one fails, or ctx ends. While the sink is backing off after
+// a failure, sealed batches go to the spill instead, so that an outage
+// costs disk rather than memory. It reports whether everything was delivered.
+func (r *Runner) upload(ctx context.Context, p *pipeline, force bool) bool {
 	for {
-		b := r.pending
-		r.pending = nil
-		if b == nil {
-			b = p.take(ctx, force)
+		if !r.backoff.ready(time.Now()) {
+			r.spillQueued(ctx, p, force)
+			return false
 		}
+		b, spilled := r.nextBatch(ctx, p, force)
 		if b == nil {
 			return true
 		}
 		start := time.Now()
-		if err := r.Sink.Write(ctx, b); err != nil {
-			r.pending = b
-			r.c.uploadErrors.Add(1)
-			r.Log.Warn("upload failed; batch kept for retry", "seq", b.Seq, "bytes", len(b.Data), "err", err)
+		err := r.Sink.Write(ctx, b)
+		if err != nil {
+			r.failed(b, err)
+			if !spilled {
+				r.park(b)
+			}
 			return false
+		}
+		r.backoff = backoff{}
+		if spilled {
+			r.Spill.Remove(b)
+			r.c.replayed.Add(1)
 		}
 		r.c.uploaded.Add(1)
 		r.c.uploadedLines.Add(int64(b.Lines))
 		r.c.rawBytes.Add(int64(b.RawBytes))
 		r.c.storedBytes.Add(int64(len(b.Data)))
 		r.Log.Debug("uploaded", "seq", b.Seq, "records", b.Records, "bytes", len(b.Data), "ms", time.Since(start).Milliseconds())
+	}
+}
+
+// nextBatch picks what to upload next: a batch that failed before, then the
+// oldest spilled one, then the oldest sealed one.
+func (r *Runner) nextBatch(ctx context.Context, p *pipeline, force bool) (b *buffer.Batch, spilled bool) {
+	if r.pending != nil {
+		b, r.pending = r.pending, nil
+		return b, false
+	}
+	if r.Spill != nil {
+		for r.Spill.Len() > 0 {
+			b, err := r.Spill.Oldest()
+			if err == nil {
+				return b, true
+			}
+			r.Log.Error("spilled batch unreadable: lost", "err", err)
+			r.c.lostBatches.Add(1)
+		}
+	}
+	return p.take(ctx, force), false
+}
+
+// failed records an upload failure and sets when the sink is tried again.
+func (r *Runner) failed(b *buffer.Batch, err error) {
+	r.c.uploadErrors.Add(1)
+	retryable := r.Retryable(err)
+	wait := r.backoff.fail(time.Now(), retryable)
+	if retryable {
+		r.Log.Warn("upload failed; will retry", "seq", b.Seq, "bytes", len(b.Data), "retry_in", wait.Round(time.Millisecond).String(), "err", err)
+		return
+	}
+	// A permanent error needs a person: say it once per distinct error,
+	// clearly, and probe rarely instead of retrying in a storm.
+	msg := err.Error()
+	if msg != r.backoff.lastPermanent {
+		r.backoff.lastPermanent = msg
+		r.Log.Error("upload refused: fix the configuration or the role; batches are kept (spill, then stdout) meanwhile",
+			"hint", hint(err), "retry_in", wait.Round(time.Second).String(), "err", err)
+	}
+}
+
+// park keeps a batch that cannot be uploaded now: on disk when spilling is
+// on, else in memory (one batch); what does not fit goes to the fallback.
+func (r *Runner) park(b *buffer.Batch) {
+	if r.Spill == nil {
+		if r.pending != nil && r.pending != b {
+			r.toFallback(r.pending)
+		}
+		r.pending = b
+		return
+	}
+	r.spillOrFallback(b)
+}
+
+// evict takes a batch pushed out of memory by the buffer cap. It runs on
+// the pipeline's goroutine, so it touches only what is safe to share: the
+// spill, the fallback and the counters.
+func (r *Runner) evict(b *buffer.Batch) {
+	if r.Spill == nil {
+		r.toFallback(b)
+		return
+	}
+	r.spillOrFallback(b)
+}
+
+// spillOrFallback writes b to the spill, and what the spill cannot hold to
+// the fallback.
+func (r *Runner) spillOrFallback(b *buffer.Batch) {
+	evicted, err := r.Spill.Put(b)
+	if err != nil {
+		r.Log.Error("spill failed", "seq", b.Seq, "err", err)
+		r.toFallback(b)
+	} else {
+		r.c.spilled.Add(1)
+	}
+	for _, old := range evicted {
+		r.c.spillEvicted.Add(1)
+		r.toFallback(old)
+	}
+}
+
+// spillQueued moves sealed batches out of memory while the sink is down.
+func (r *Runner) spillQueued(ctx context.Context, p *pipeline, force bool) {
+	if r.Spill == nil {
+		return
+	}
+	for b := p.take(ctx, force); b != nil; b = p.take(ctx, force) {
+		r.park(b)
 	}
 }
 
@@ -173,15 +283,30 @@ func (r *Runner) shutdown(p *pipeline, deadline time.Time) {
 	}
 	r.awaitQuiet(drainUntil)
 
+	// The last chance: try once more even while backing off from a
+	// retryable error; a permanent one will not have healed.
+	if !r.backoff.permanent {
+		r.backoff.until = time.Time{}
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), hard)
 	delivered := r.upload(ctx, p, true)
 	cancel()
 
 	if !delivered {
-		// Whatever is left: the failed batch, the queue and the open batch.
+		// Oldest first: what failed, what was spilled, what is queued.
 		if r.pending != nil {
 			r.toFallback(r.pending)
 			r.pending = nil
+		}
+		for r.Spill != nil && r.Spill.Len() > 0 {
+			b, err := r.Spill.Oldest()
+			if err != nil {
+				r.Log.Error("spilled batch unreadable: lost", "err", err)
+				r.c.lostBatches.Add(1)
+				continue
+			}
+			r.toFallback(b)
+			r.Spill.Remove(b)
 		}
 		fctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		p.do(fctx, func() {
@@ -201,8 +326,7 @@ func (r *Runner) awaitQuiet(limit time.Time) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for time.Now().Before(limit) {
-		last := r.Telemetry.LastPost()
-		if time.Since(last) >= quietWindow {
+		if time.Since(r.Telemetry.LastPost()) >= quietWindow {
 			return
 		}
 		<-tick.C
@@ -213,12 +337,13 @@ func (r *Runner) awaitQuiet(limit time.Time) {
 // failure here is the one place a batch is lost: it is logged at Error with
 // its size so the loss is visible.
 func (r *Runner) toFallback(b *buffer.Batch) {
-	r.c.fallback.Add(1)
-	r.c.fallbackLines.Add(int64(b.Lines))
 	if err := r.Fallback.Write(context.Background(), b); err != nil {
+		r.c.lostBatches.Add(1)
 		r.Log.Error("fallback failed: batch lost", "seq", b.Seq, "records", b.Records, "lines", b.Lines, "err", err)
 		return
 	}
+	r.c.fallback.Add(1)
+	r.c.fallbackLines.Add(int64(b.Lines))
 	r.Log.Error("batch not delivered: written to stdout as fallback", "seq", b.Seq, "records", b.Records, "lines", b.Lines)
 }
 
@@ -228,14 +353,68 @@ func (r *Runner) logTotals() {
 		"records", c.records.Load(),
 		"lines", c.lines.Load(),
 		"malformed", c.malformed.Load(),
+		"platform_dropped_records", c.platformDropped.Load(),
 		"batches_sealed", c.sealed.Load(),
 		"batches_uploaded", c.uploaded.Load(),
 		"lines_uploaded", c.uploadedLines.Load(),
 		"raw_bytes", c.rawBytes.Load(),
 		"stored_bytes", c.storedBytes.Load(),
 		"upload_errors", c.uploadErrors.Load(),
+		"batches_spilled", c.spilled.Load(),
+		"batches_replayed", c.replayed.Load(),
+		"batches_evicted_memory", c.evicted.Load(),
+		"batches_evicted_spill", c.spillEvicted.Load(),
 		"fallback_batches", c.fallback.Load(),
 		"fallback_lines", c.fallbackLines.Load(),
-		"evicted_batches", c.evicted.Load(),
+		"lost_batches", c.lostBatches.Load(),
 	)
+}
+
+// backoff spaces out attempts after failures: exponential with full jitter
+// for retryable errors, and slow probes for permanent ones (a fixed role or
+// bucket policy heals them without a restart).
+type backoff struct {
+	failures      int
+	until         time.Time
+	permanent     bool
+	lastPermanent string
+}
+
+const (
+	backoffBase      = 500 * time.Millisecond
+	backoffMax       = 30 * time.Second
+	permanentBackoff = 5 * time.Minute
+)
+
+func (b *backoff) ready(now time.Time) bool { return !now.Before(b.until) }
+
+func (b *backoff) fail(now time.Time, retryable bool) time.Duration {
+	b.failures++
+	b.permanent = !retryable
+	var d time.Duration
+	if retryable {
+		ceiling := backoffBase << min(b.failures-1, 16)
+		ceiling = min(ceiling, backoffMax)
+		d = ceiling/2 + rand.N(ceiling/2+1)
+	} else {
+		d = permanentBackoff
+	}
+	b.until = now.Add(d)
+	return d
+}
+
+// hint turns the usual permanent S3 refusals into what to change.
+func hint(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "AccessDenied"), strings.Contains(msg, "StatusCode: 403"):
+		return "the function's role needs s3:PutObject on the SLUICE_SINK prefix (and kms:GenerateDataKey with SLUICE_S3_KMS_KEY_ID)"
+	case strings.Contains(msg, "NoSuchBucket"):
+		return "the bucket in SLUICE_SINK does not exist (or is in another region)"
+	case strings.Contains(msg, "InvalidAccessKeyId"), strings.Contains(msg, "SignatureDoesNotMatch"), strings.Contains(msg, "ExpiredToken"):
+		return "the credentials were refused: check the execution role"
+	case errors.Is(err, sinks.ErrClosed):
+		return "the sink was closed"
+	}
+	return "see the error"
 }

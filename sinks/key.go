@@ -19,7 +19,7 @@ type Layout struct {
 }
 
 // Key returns the object key of b. It depends only on the layout and on the
-// batch's Start, Seq and Ext, so a retried upload writes the same key.
+// batch's Start, Seq, Ext and Env, so a retried upload writes the same key.
 //
 // The start time comes first in the file name and the sequence number is
 // zero-padded, so an environment's objects list in the order they were
@@ -37,7 +37,11 @@ func (l Layout) Key(b *buffer.Batch) string {
 	escapeSegment(&sb, l.Function)
 	sb.WriteString(start.Format("/dt=2006-01-02/hour=15/20060102T150405Z"))
 	sb.WriteByte('-')
-	escapeSegment(&sb, l.Env)
+	env := l.Env
+	if b.Env != "" {
+		env = b.Env
+	}
+	escapeSegment(&sb, env)
 	fmt.Fprintf(&sb, "-%08d", b.Seq)
 	sb.WriteString(b.Ext)
 	return sb.String()

@@ -31,6 +31,12 @@ func TestLayoutKey(t *testing.T) {
 			want:   "logs/function=f/dt=2026-03-07/hour=04/20260307T040506Z-e-00000042.json.zst",
 		},
 		{
+			name:   "batch of an earlier environment keeps its env",
+			layout: Layout{Prefix: "logs", Function: "f", Env: "now"},
+			batch:  buffer.Batch{Env: "before", Seq: 42, Start: start, Ext: ".json.zst"},
+			want:   "logs/function=f/dt=2026-03-07/hour=04/20260307T040506Z-before-00000042.json.zst",
+		},
+		{
 			name:   "prefix slashes trimmed",
 			layout: Layout{Prefix: "/a/b//", Function: "f", Env: "e"},
 			batch:  buffer.Batch{Seq: 3, Start: start, Ext: ".json.zst"},

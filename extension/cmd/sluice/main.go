@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +63,11 @@ func run() int {
 		return fail("Extension.ConfigInvalid", cfgErr)
 	}
 	level.Set(cfg.LogLevel)
+	// A user's own GOMEMLIMIT wins; otherwise the heap is held to the
+	// configured share of the function's memory.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
+	}
 	if unknown := extension.UnknownVars(os.Environ()); len(unknown) > 0 {
 		log.Warn("ignoring unknown SLUICE_ variables (typo?)", "vars", strings.Join(unknown, ","))
 	}
@@ -95,7 +101,19 @@ func run() int {
 	}
 	defer sink.Close(context.Background())
 
+	var spill *extension.Spill
+	if cfg.SpillMaxBytes > 0 {
+		spill, err = extension.OpenSpill(cfg.SpillDir, int64(cfg.SpillMaxBytes), env)
+		if err != nil {
+			return fail("Extension.SpillInvalid", fmt.Errorf("SLUICE_SPILL_DIR=%q: %w", cfg.SpillDir, err))
+		}
+		if n := spill.Len(); n > 0 {
+			log.Info("found batches spilled by an earlier process; they will be delivered first", "batches", n, "bytes", spill.Bytes())
+		}
+	}
+
 	runner := &extension.Runner{
+		Spill:    spill,
 		Config:   cfg,
 		Client:   client,
 		Meta:     meta,
