@@ -1,0 +1,1199 @@
+package buffer
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// The redaction presets, in the order their rules are listed. Each is a
+// hand-written scanner behind a cheap test (a byte or a short substring
+// that every match contains), so that a line with nothing to redact costs a
+// few substring searches and one pass over its digits.
+//
+//	aws     access key ids: AKIA or ASIA and 16 upper-case letters or digits,
+//	        as a whole word. Secret access keys: a word of exactly 40
+//	        characters of [A-Za-z0-9+/] mixing upper case, lower case and a
+//	        digit, '+' or '/', and only when "secret" (or "SECRET", as in
+//	        SecretAccessKey or aws_secret_access_key) occurs within the 80
+//	        bytes before it: such words are otherwise indistinguishable from
+//	        hashes and ids, so without that context they are left alone.
+//	jwt     eyJ<header>.eyJ<payload>.<signature> in base64url.
+//	bearer  the token after "Bearer ", "bearer " or "BEARER ": [A-Za-z0-9-._~+/]+ and '='
+//	        padding, at least 8 characters with a digit or a symbol, or 20.
+//	        The word "Bearer" stays.
+//	email   local@domain.tld, the top-level label being letters only.
+//	card    13 to 19 digits, plain or in groups of four (or 4-6-5 / 4-6-4)
+//	        separated by single spaces or dashes, as a whole word, starting
+//	        with 2 to 6 (the issuers' ranges) and passing the Luhn check.
+//	        Epoch timestamps (starting with 1), UUIDs and dates never match;
+//	        about one in ten other 13-19 digit ids starting with 2-6 does.
+//	ip      IPv4 dotted quads with octets 0-255 and no leading zeros, as a
+//	        whole word (not 1.2.3.4.5, not v1.2.3.4; a four-part version
+//	        number after a space does match); IPv6 in any form net/netip
+//	        accepts (compressed, IPv4-embedded), as a whole word.
+const (
+	presetAWS = iota
+	presetJWT
+	presetBearer
+	presetEmail
+	presetCard
+	presetIP
+	numPresets
+)
+
+var presetNames = [numPresets]string{"aws", "jwt", "bearer", "email", "card", "ip"}
+
+// Redactor replaces secrets and personal data in log text with a marker
+// naming the rule that matched, "[REDACTED:<rule>]", and counts the
+// replacements per rule. Rules are the presets by name and user patterns
+// named pattern1, pattern2, ... in the order given.
+//
+// A Redactor keeps scratch space and counters: it is owned by one goroutine.
+// A nil *Redactor redacts nothing.
+type Redactor struct {
+	rules    []string // presets in use, then patterns
+	need     feature  // the features the presets in use look for
+	presetOf [numPresets]int
+	patterns []*regexp.Regexp
+	first    int // rule index of the first pattern
+	counts   []int64
+	pending  []int64 // counts of the value being redacted, committed at its end
+	matches  []span
+	scratch  []byte // a decoded JSON string
+	scratch2 []byte // its redacted form
+}
+
+// span is a match: bytes [start, end) of the text, found by rule.
+type span struct{ start, end, rule int }
+
+// RuleCount is the number of replacements one rule has made.
+type RuleCount struct {
+	Rule  string
+	Count int64
+}
+
+// NewRedactor returns a Redactor for the named presets (aws, jwt, bearer,
+// email, card, ip, or all of them with "all"; names are trimmed and
+// case-insensitive, empty ones ignored) and the extra regular expressions
+// in patterns (RE2 syntax, as package regexp). Pattern i (from 1) is the
+// rule "pattern<i>"; a name=regex syntax would be ambiguous with patterns
+// that contain '='. The error names the offending preset or pattern and
+// says what is wrong with it: an unknown preset, a pattern that does not
+// compile or one that matches the empty string. Callers prefix the name of
+// the setting it came from.
+func NewRedactor(presets, patterns []string) (*Redactor, error) {
+	r := &Redactor{}
+	var use [numPresets]bool
+	var errs []error
+	for _, p := range presets {
+		name := strings.ToLower(strings.TrimSpace(p))
+		switch name {
+		case "":
+			continue
+		case "all":
+			for i := range use {
+				use[i] = true
+			}
+			continue
+		}
+		i := indexOf(presetNames[:], name)
+		if i < 0 {
+			errs = append(errs, fmt.Errorf("unknown preset %q (known: %s, all)", p, strings.Join(presetNames[:], ", ")))
+			continue
+		}
+		use[i] = true
+	}
+	for i := range use {
+		r.presetOf[i] = -1
+		if use[i] {
+			r.need |= presetFeatures[i]
+			r.presetOf[i] = len(r.rules)
+			r.rules = append(r.rules, presetNames[i])
+		}
+	}
+	r.first = len(r.rules)
+	for i, p := range patterns {
+		re, err := regexp.Compile(p)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("pattern %d %q: %w", i+1, p, err))
+			continue
+		case re.MatchString(""):
+			errs = append(errs, fmt.Errorf("pattern %d %q: matches the empty string", i+1, p))
+			continue
+		}
+		r.patterns = append(r.patterns, re)
+		r.rules = append(r.rules, "pattern"+strconv.Itoa(i+1))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	r.counts = make([]int64, len(r.rules))
+	r.pending = make([]int64, len(r.rules))
+	return r, nil
+}
+
+func indexOf(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// Enabled reports whether r has any rule.
+func (r *Redactor) Enabled() bool { return r != nil && len(r.rules) > 0 }
+
+// Rules returns the names of r's rules in the order they are counted.
+func (r *Redactor) Rules() []string {
+	if r == nil {
+		return nil
+	}
+	return append([]string(nil), r.rules...)
+}
+
+// Counts returns the replacements made so far, one entry per rule in
+// Rules order, zero counts included.
+func (r *Redactor) Counts() []RuleCount {
+	if r == nil {
+		return nil
+	}
+	out := make([]RuleCount, len(r.rules))
+	for i, name := range r.rules {
+		out[i] = RuleCount{Rule: name, Count: r.counts[i]}
+	}
+	return out
+}
+
+// RedactRecord redacts rec.Message as text and rec.Fields as JSON (see
+// RedactJSON) in place, and reports whether anything was replaced. The old
+// values are not modified, only replaced.
+func (r *Redactor) RedactRecord(rec *Record) bool {
+	if !r.Enabled() {
+		return false
+	}
+	m, changedM := r.Redact(rec.Message)
+	rec.Message = m
+	f, changedF := r.RedactJSON(rec.Fields)
+	rec.Fields = f
+	return changedM || changedF
+}
+
+// Redact returns s with every match replaced by its rule's marker, and
+// whether there was any. Overlapping matches are merged into one marker
+// named by the rule of the earliest match, so no byte of any match
+// survives. It allocates only when it replaces something.
+func (r *Redactor) Redact(s string) (string, bool) {
+	if !r.Enabled() || s == "" {
+		return s, false
+	}
+	f := r.features(s)
+	if f == 0 && len(r.patterns) == 0 {
+		return s, false
+	}
+	m := r.scan(s, "", f)
+	if len(m) == 0 {
+		return s, false
+	}
+	out := r.apply(make([]byte, 0, len(s)+16*len(m)), s, m)
+	r.commit()
+	return string(out), true
+}
+
+// RedactJSON redacts JSON text without breaking it: each string (object
+// keys included) is decoded, redacted as text and re-encoded only if
+// something matched; a number with a match (a card number written as a
+// number) becomes the marker as a string. Matches therefore never span a
+// quote or an escape, and valid JSON stays valid. A pattern sees one
+// decoded string at a time, never the quotes or the key next to it; the
+// aws secret rule alone looks at the raw bytes before a string for its
+// "secret" context. Text that is not made of JSON tokens is redacted as
+// plain text instead. The input is not modified; the result is b itself
+// when nothing matched.
+func (r *Redactor) RedactJSON(b []byte) ([]byte, bool) {
+	if !r.Enabled() || len(b) == 0 {
+		return b, false
+	}
+	// A read-only view: nothing below keeps it past this call or writes b.
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	out, ok := r.redactJSON(s)
+	if !ok {
+		clear(r.pending)
+		red, changed := r.Redact(s)
+		if !changed {
+			return b, false
+		}
+		return []byte(red), true
+	}
+	if out == nil {
+		return b, false
+	}
+	r.commit()
+	return out, true
+}
+
+// secretWindow is how far before a 40-character word the aws rule looks for
+// "secret".
+const secretWindow = 80
+
+// redactJSON returns the redacted text, or nil when nothing matched; ok is
+// false when s holds something other than JSON tokens.
+func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
+	// What the whole text cannot contain, no unescaped string in it does;
+	// an escaped one is looked at once decoded.
+	whole := r.features(s)
+	if whole == 0 && len(r.patterns) == 0 && strings.IndexByte(s, '\\') < 0 {
+		return nil, true
+	}
+	last := 0 // s[:last] is in out already
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"':
+			end, esc := stringEnd(s, i)
+			closed := end >= 0
+			if !closed {
+				end = len(s) // unterminated: redact to the end all the same
+			}
+			content := s[i+1 : end]
+			if closed {
+				content = s[i+1 : end-1]
+			}
+			ctx := s[max(0, i-secretWindow):i]
+			if !esc {
+				if m := r.scan(content, ctx, whole); len(m) > 0 {
+					out = append(out, s[last:i+1]...)
+					out = r.apply(out, content, m)
+					last = i + 1 + len(content)
+				}
+			} else {
+				var valid bool
+				r.scratch, valid = unquoteJSON(r.scratch[:0], content)
+				if !valid {
+					return nil, false
+				}
+				dec := unsafe.String(unsafe.SliceData(r.scratch), len(r.scratch))
+				if m := r.scan(dec, ctx, r.features(dec)|whole&fAWSSecret); len(m) > 0 {
+					r.scratch2 = r.apply(r.scratch2[:0], dec, m)
+					out = append(out, s[last:i]...)
+					out = appendString(out, r.scratch2)
+					last = end
+					if !closed {
+						// appendString closed the quote the input left open.
+						out = out[:len(out)-1]
+					}
+				}
+			}
+			i = end
+		case c == '-' || isDigit(c):
+			j := i + 1
+			for j < len(s) && (isDigit(s[j]) || s[j] == '.' || s[j] == 'e' || s[j] == 'E' || s[j] == '+' || s[j] == '-') {
+				j++
+			}
+			if m := r.scan(s[i:j], "", whole); len(m) > 0 {
+				out = append(out, s[last:i]...)
+				out = append(out, '"')
+				out = r.appendMarker(out, m[0].rule)
+				out = append(out, '"')
+				last = j
+			}
+			i = j
+		case c == '{' || c == '}' || c == '[' || c == ']' || c == ',' || c == ':' || isSpace(c):
+			i++
+		case strings.HasPrefix(s[i:], "true"):
+			i += 4
+		case strings.HasPrefix(s[i:], "null"):
+			i += 4
+		case strings.HasPrefix(s[i:], "false"):
+			i += 5
+		default:
+			return nil, false
+		}
+	}
+	if out == nil {
+		return nil, true
+	}
+	return append(out, s[last:]...), true
+}
+
+// unquoteJSON appends the decoded content of a JSON string (without its
+// quotes) to dst. Lone surrogates become U+FFFD, as in encoding/json; ok is
+// false for an invalid escape.
+func unquoteJSON(dst []byte, s string) ([]byte, bool) {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '\\' {
+			j := strings.IndexByte(s[i:], '\\')
+			if j < 0 {
+				return append(dst, s[i:]...), true
+			}
+			dst = append(dst, s[i:i+j]...)
+			i += j
+			continue
+		}
+		if i+1 >= len(s) {
+			return dst, false
+		}
+		switch e := s[i+1]; e {
+		case '"', '\\', '/':
+			dst = append(dst, e)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r1, ok := hex4(s, i+2)
+			if !ok {
+				return dst, false
+			}
+			i += 6
+			if utf16.IsSurrogate(r1) {
+				if r2, ok := hex4(s, i+2); ok && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
+					if d := utf16.DecodeRune(r1, r2); d != utf8.RuneError {
+						dst = utf8.AppendRune(dst, d)
+						i += 6
+						continue
+					}
+				}
+				r1 = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r1)
+			continue
+		default:
+			return dst, false
+		}
+		i += 2
+	}
+	return dst, true
+}
+
+func hex4(s string, i int) (rune, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(s[i : i+4]) {
+		switch {
+		case isDigit(c):
+			c -= '0'
+		case 'a' <= c|0x20 && c|0x20 <= 'f':
+			c = c | 0x20 - 'a' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// commit adds the pending counts of the value just redacted.
+func (r *Redactor) commit() {
+	for i, n := range r.pending {
+		r.counts[i] += n
+	}
+	clear(r.pending)
+}
+
+// apply appends s to dst with the spans m, sorted and disjoint, replaced by
+// markers, and counts them as pending.
+func (r *Redactor) apply(dst []byte, s string, m []span) []byte {
+	last := 0
+	for _, sp := range m {
+		dst = append(dst, s[last:sp.start]...)
+		dst = r.appendMarker(dst, sp.rule)
+		last = sp.end
+	}
+	return append(dst, s[last:]...)
+}
+
+// appendMarker writes the marker of rule and counts one replacement. The
+// marker holds no quote, backslash or control character, so it is safe
+// inside a JSON string as is.
+func (r *Redactor) appendMarker(dst []byte, rule int) []byte {
+	r.pending[rule]++
+	dst = append(dst, "[REDACTED:"...)
+	dst = append(dst, r.rules[rule]...)
+	return append(dst, ']')
+}
+
+// scan returns the matches of every rule in s, sorted by start and merged
+// where they overlap. ctx is the text before s, which only the aws secret
+// rule reads. The result lives in r's scratch space until the next scan.
+func (r *Redactor) scan(s, ctx string, f feature) []span {
+	m := r.matches[:0]
+	if f&fAWSKey != 0 {
+		m = scanAWSKeyID(m, s, r.presetOf[presetAWS])
+	}
+	if f&fAWSSecret != 0 {
+		m = scanAWSSecret(m, s, ctx, r.presetOf[presetAWS])
+	}
+	if f&fJWT != 0 {
+		m = scanJWT(m, s, r.presetOf[presetJWT])
+	}
+	if f&fBearer != 0 {
+		m = scanBearer(m, s, r.presetOf[presetBearer])
+	}
+	if f&fEmail != 0 {
+		m = scanEmail(m, s, r.presetOf[presetEmail])
+	}
+	if f&fCard != 0 {
+		m = scanCard(m, s, r.presetOf[presetCard])
+	}
+	if f&fIPv6 != 0 {
+		m = scanIPv6(m, s, r.presetOf[presetIP])
+	}
+	if f&fIPv4 != 0 {
+		m = scanIPv4(m, s, r.presetOf[presetIP])
+	}
+	for i, re := range r.patterns {
+		for _, loc := range re.FindAllStringIndex(s, -1) {
+			if loc[1] > loc[0] {
+				m = append(m, span{loc[0], loc[1], r.first + i})
+			}
+		}
+	}
+	r.matches = m
+	return mergeSpans(m)
+}
+
+// A feature is a cheap sign that a scanner may match: the scanners run
+// only on text that has their sign.
+type feature uint16
+
+const (
+	fAWSKey    feature = 1 << iota // "AKIA" or "ASIA"
+	fAWSSecret                     // "ecret" or "ECRET", 40 bytes or more
+	fJWT                           // "eyJ"
+	fBearer                        // "bearer", "Bearer" or "BEARER"
+	fEmail                         // '@'
+	fCard                          // 13 digits with at most single ' ' or '-' between
+	fIPv4                          // digits and three dots between digits
+	fIPv6                          // ':' between hex digits or colons
+)
+
+var presetFeatures = [numPresets]feature{
+	presetAWS:    fAWSKey | fAWSSecret,
+	presetJWT:    fJWT,
+	presetBearer: fBearer,
+	presetEmail:  fEmail,
+	presetCard:   fCard,
+	presetIP:     fIPv4 | fIPv6,
+}
+
+// features returns the features of s that r's presets look for. Each
+// substring is searched by its least common byte: strings.Index searches
+// by the first one, and 'e' is everywhere.
+func (r *Redactor) features(s string) feature {
+	need := r.need
+	var f feature
+	if need&fEmail != 0 && strings.IndexByte(s, '@') >= 0 {
+		f |= fEmail
+	}
+	if need&fJWT != 0 && containsVia(s, "eyJ", 2) {
+		f |= fJWT
+	}
+	if need&fAWSKey != 0 && (containsVia(s, "AKIA", 1) || containsVia(s, "ASIA", 1)) {
+		f |= fAWSKey
+	}
+	if need&fAWSSecret != 0 && len(s) >= 40 && hasSecretWord(s) {
+		f |= fAWSSecret
+	}
+	if need&fBearer != 0 && (containsVia(s, "bearer", 0) || containsVia(s, "Bearer", 0) || containsVia(s, "BEARER", 0)) {
+		f |= fBearer
+	}
+	if need&(fCard|fIPv4|fIPv6) != 0 {
+		f |= numericFeatures(s, need&(fCard|fIPv4|fIPv6))
+	}
+	return f
+}
+
+// containsVia reports whether s contains needle, looking for its byte k
+// first.
+func containsVia(s, needle string, k int) bool {
+	c := needle[k]
+	for i := k; i < len(s); {
+		j := strings.IndexByte(s[i:], c)
+		if j < 0 {
+			return false
+		}
+		if p := i + j - k; p+len(needle) <= len(s) && s[p:p+len(needle)] == needle {
+			return true
+		}
+		i += j + 1
+	}
+	return false
+}
+
+// numericFeatures finds fCard, fIPv4 and fIPv6 in one pass over s, eight
+// bytes at a time, stopping once all of want are found. The signs are
+// necessary conditions, cheap to test word-wide:
+//
+//	fCard  a run of 13 or more digits and single ' ' or '-' between digits;
+//	fIPv4  three digit-dot-digit places within 16 bytes;
+//	fIPv6  a ':' between two hex digits or colons.
+func numericFeatures(s string, want feature) feature {
+	if len(s) < 10 {
+		return numericFeaturesSlow(s, want)
+	}
+	var f feature
+	run := 0    // card characters ending at the previous word
+	prevDD := 0 // digit-dot-digit places in the previous word
+	for i := 0; i < len(s); i += 8 {
+		var w uint64
+		if i+8 <= len(s) {
+			w = load64(s, i)
+		} else {
+			var b [8]byte // zero bytes match nothing
+			copy(b[:], s[i:])
+			w = load64(b[:], 0)
+		}
+		// The bytes either side of the word, for the neighbour tests.
+		var before, after byte
+		if i > 0 {
+			before = s[i-1]
+		}
+		if i+8 < len(s) {
+			after = s[i+8]
+		}
+		d := digits64(w)
+		colon := eq64(w, ':')
+		if d == 0 && colon == 0 {
+			run, prevDD = 0, 0
+			continue
+		}
+		dl := d<<8 | boolHigh(isDigit(before))
+		dr := d>>8 | boolHigh(isDigit(after))<<56
+		if colon != 0 {
+			h := hexColon64(w)
+			hl := h<<8 | boolHigh(is(before, cHex) || before == ':')
+			hr := h>>8 | boolHigh(is(after, cHex) || after == ':')<<56
+			if colon&hl&hr != 0 {
+				f |= fIPv6
+			}
+		}
+		dd := bits.OnesCount64(eq64(w, '.') & dl & dr)
+		if prevDD+dd >= 3 {
+			f |= fIPv4
+		}
+		prevDD = dd
+		card := d | (eq64(w, ' ')|eq64(w, '-'))&dl&dr
+		if card == highs64 {
+			run += 8
+		} else {
+			notCard := ^card & highs64
+			if run+bits.TrailingZeros64(notCard)/8 >= 13 {
+				f |= fCard
+			}
+			run = bits.LeadingZeros64(notCard) / 8
+		}
+		if run >= 13 {
+			f |= fCard
+		}
+		if f&want == want {
+			break
+		}
+	}
+	return f & want
+}
+
+const (
+	ones64  = 0x0101010101010101
+	highs64 = 0x8080808080808080
+	lows64  = 0x7f7f7f7f7f7f7f7f
+)
+
+// boolHigh returns the high bit of the lowest byte when b is set.
+func boolHigh(b bool) uint64 {
+	if b {
+		return 0x80
+	}
+	return 0
+}
+
+// eq64 sets the high bit of each byte of w that equals c, exactly.
+func eq64(w uint64, c byte) uint64 {
+	y := w ^ uint64(c)*ones64
+	return ^((y&lows64 + lows64) | y) & highs64
+}
+
+// inRange64 sets the high bit of each byte of w in [lo, hi], for hi < 0x80.
+func inRange64(w uint64, lo, hi byte) uint64 {
+	x := w & lows64 // seven bits per byte: the additions cannot carry
+	ge := x + uint64(0x80-lo)*ones64
+	gt := x + uint64(0x7f-hi)*ones64
+	return ge &^ gt &^ w & highs64
+}
+
+func digits64(w uint64) uint64 { return inRange64(w, '0', '9') }
+
+// hexColon64 marks hex digits and colons. Folding case also marks control
+// characters 0x10-0x1a, which only costs a needless scan.
+func hexColon64(w uint64) uint64 {
+	f := w | 0x2020202020202020
+	return (inRange64(f, '0', ':') | inRange64(f, 'a', 'f')) &^ w & highs64
+}
+
+// numericFeaturesSlow is numericFeatures byte by byte, for short strings.
+func numericFeaturesSlow(s string, want feature) feature {
+	var f feature
+	run, dots := 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if isDigit(c) {
+			if run++; run >= 13 {
+				f |= fCard
+			}
+			continue
+		}
+		switch c {
+		case '.':
+			run = 0
+			if i > 0 && isDigit(s[i-1]) && i+1 < len(s) && isDigit(s[i+1]) {
+				if dots++; dots >= 3 {
+					f |= fIPv4
+				}
+			} else {
+				dots = 0
+			}
+		case ':':
+			run, dots = 0, 0
+			if i > 0 && i+1 < len(s) && (is(s[i+1], cHex) || s[i+1] == ':') && (is(s[i-1], cHex) || s[i-1] == ':') {
+				f |= fIPv6
+			}
+		case ' ', '-':
+			dots = 0
+			if i+1 == len(s) || !isDigit(s[i+1]) {
+				run = 0
+			}
+		default:
+			run, dots = 0, 0
+		}
+	}
+	return f & want
+}
+
+// mergeSpans sorts m by start (longest first on a tie) and merges
+// overlapping spans into the earliest one, in place.
+func mergeSpans(m []span) []span {
+	if len(m) < 2 {
+		return m
+	}
+	slices.SortFunc(m, func(a, b span) int {
+		if a.start != b.start {
+			return cmp.Compare(a.start, b.start)
+		}
+		return cmp.Compare(b.end, a.end)
+	})
+	out := m[:1]
+	for _, sp := range m[1:] {
+		cur := &out[len(out)-1]
+		if sp.start < cur.end {
+			cur.end = max(cur.end, sp.end)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// Character classes of the scanners.
+const (
+	cAlnum      = 1 << iota // A-Z a-z 0-9
+	cUpperDigit             // A-Z 0-9
+	cB64                    // A-Z a-z 0-9 + /
+	cB64URL                 // A-Z a-z 0-9 - _
+	cToken                  // RFC 6750 b64token: A-Z a-z 0-9 - . _ ~ + /
+	cLocal                  // email local part: A-Z a-z 0-9 . _ % + -
+	cDomain                 // A-Z a-z 0-9 -
+	cHex                    // 0-9 A-F a-f
+)
+
+// classes is read-only after initialisation.
+var classes = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		upper, lower, digit := 'A' <= b && b <= 'Z', 'a' <= b && b <= 'z', isDigit(b)
+		alnum := upper || lower || digit
+		var f uint8
+		if alnum {
+			f |= cAlnum | cB64 | cB64URL | cToken | cLocal | cDomain
+		}
+		if upper || digit {
+			f |= cUpperDigit
+		}
+		if digit || 'a' <= b|0x20 && b|0x20 <= 'f' {
+			f |= cHex
+		}
+		switch b {
+		case '+':
+			f |= cB64 | cToken | cLocal
+		case '/':
+			f |= cB64 | cToken
+		case '-':
+			f |= cB64URL | cToken | cLocal | cDomain
+		case '_':
+			f |= cB64URL | cToken | cLocal
+		case '.':
+			f |= cToken | cLocal
+		case '~':
+			f |= cToken
+		case '%':
+			f |= cLocal
+		}
+		t[c] = f
+	}
+	return t
+}()
+
+func is(c byte, class uint8) bool { return classes[c]&class != 0 }
+
+// wordChar is what may not touch a whole-word match.
+func wordChar(c byte) bool { return is(c, cAlnum) || c == '_' }
+
+func scanAWSKeyID(m []span, s string, rule int) []span {
+	for _, prefix := range [...]string{"AKIA", "ASIA"} {
+		for i := 0; ; {
+			j := strings.Index(s[i:], prefix)
+			if j < 0 {
+				break
+			}
+			start, end := i+j, i+j+20
+			i = start + len(prefix)
+			if end > len(s) || start > 0 && is(s[start-1], cAlnum) || end < len(s) && is(s[end], cAlnum) {
+				continue
+			}
+			if allClass(s[start+4:end], cUpperDigit) {
+				m = append(m, span{start, end, rule})
+			}
+		}
+	}
+	return m
+}
+
+func allClass(s string, class uint8) bool {
+	for i := range len(s) {
+		if !is(s[i], class) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasSecretWord reports whether s contains "ecret" or "ECRET". Every letter
+// of it is common, so instead of a byte search it looks for the pair "cr"
+// (either case) eight bytes at a time and checks the few places found.
+func hasSecretWord(s string) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+		fold  = 0x2020202020202020 // 'C' and 'R' become 'c' and 'r'; nothing else does
+	)
+	i := 0
+	// Windows overlap by one byte so that every pair lies inside one.
+	for ; i+8 <= len(s); i += 7 {
+		w := load64(s, i) | fold
+		c, r := w^('c'*ones), w^('r'*ones)
+		// High bit of each byte that is zero (and perhaps of a byte above
+		// one, which the check below rules out).
+		cz := (c - ones) &^ c & highs
+		rz := (r - ones) &^ r & highs
+		m := cz & (rz >> 8)
+		for ; m != 0; m &= m - 1 {
+			if secretAt(s, i+bits.TrailingZeros64(m)/8) {
+				return true
+			}
+		}
+	}
+	for ; i+1 < len(s); i++ {
+		if s[i]|0x20 == 'c' && secretAt(s, i) {
+			return true
+		}
+	}
+	return false
+}
+
+// secretAt reports whether the 'c' of "ecret" or "ECRET" is at s[j].
+func secretAt(s string, j int) bool {
+	if j < 1 || j+4 > len(s) {
+		return false
+	}
+	w := s[j-1 : j+4]
+	return w == "ecret" || w == "ECRET"
+}
+
+func scanAWSSecret(m []span, s, ctx string, rule int) []span {
+	if len(s) < 40 || !hasSecretWord(s) && !hasSecretWord(ctx) {
+		return m
+	}
+	for i := 0; i < len(s); {
+		if !is(s[i], cB64) {
+			i++
+			continue
+		}
+		start := i
+		for i < len(s) && is(s[i], cB64) {
+			i++
+		}
+		if i-start != 40 || i < len(s) && s[i] == '=' {
+			continue
+		}
+		var upper, lower, other bool
+		for _, c := range []byte(s[start:i]) {
+			switch {
+			case 'A' <= c && c <= 'Z':
+				upper = true
+			case 'a' <= c && c <= 'z':
+				lower = true
+			default:
+				other = true
+			}
+		}
+		if !upper || !lower || !other {
+			continue
+		}
+		near := hasSecretWord(s[max(0, start-secretWindow):start])
+		if !near && start < secretWindow {
+			near = hasSecretWord(ctx[max(0, len(ctx)-(secretWindow-start)):])
+		}
+		if near {
+			m = append(m, span{start, i, rule})
+		}
+	}
+	return m
+}
+
+func scanJWT(m []span, s string, rule int) []span {
+	for i := 0; ; {
+		j := strings.Index(s[i:], "eyJ")
+		if j < 0 {
+			return m
+		}
+		start := i + j
+		i = start + 3
+		if start > 0 && (is(s[start-1], cB64URL) || s[start-1] == '.') {
+			continue
+		}
+		// On a miss, skip the runs read: an "eyJ" inside them touches a
+		// base64url character or a dot, so cannot start a token.
+		p := runEnd(s, start, cB64URL)
+		i = p
+		if p-start < 8 || p >= len(s) || s[p] != '.' || !strings.HasPrefix(s[p+1:], "eyJ") {
+			continue
+		}
+		q := runEnd(s, p+1, cB64URL)
+		i = q
+		if q-(p+1) < 8 || q >= len(s) || s[q] != '.' {
+			continue
+		}
+		end := runEnd(s, q+1, cB64URL)
+		m = append(m, span{start, end, rule})
+		i = end
+	}
+}
+
+// runEnd returns the end of the run of class characters starting at i.
+func runEnd(s string, i int, class uint8) int {
+	for i < len(s) && is(s[i], class) {
+		i++
+	}
+	return i
+}
+
+func scanBearer(m []span, s string, rule int) []span {
+	for _, word := range [...]string{"Bearer", "bearer", "BEARER"} {
+		for i := 0; ; {
+			j := strings.Index(s[i:], word)
+			if j < 0 {
+				break
+			}
+			at := i + j
+			i = at + len(word)
+			if at > 0 && wordChar(s[at-1]) {
+				continue
+			}
+			p := i
+			for p < len(s) && (s[p] == ' ' || s[p] == '\t') {
+				p++
+			}
+			if p == i {
+				continue
+			}
+			end := runEnd(s, p, cToken)
+			tok := s[p:end]
+			for end < len(s) && s[end] == '=' {
+				end++
+			}
+			if len(tok) >= 20 || len(tok) >= 8 && hasNonLetter(tok) {
+				m = append(m, span{p, end, rule})
+				i = end
+			}
+		}
+	}
+	return m
+}
+
+func hasNonLetter(s string) bool {
+	for i := range len(s) {
+		if !isLetter(s[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+func scanEmail(m []span, s string, rule int) []span {
+	for i := 0; ; {
+		j := strings.IndexByte(s[i:], '@')
+		if j < 0 {
+			return m
+		}
+		at := i + j
+		i = at + 1
+		start := at
+		for start > 0 && is(s[start-1], cLocal) {
+			start--
+		}
+		for start < at && s[start] == '.' {
+			start++
+		}
+		if start == at {
+			continue
+		}
+		end := at + 1
+		for end < len(s) && (is(s[end], cDomain) || s[end] == '.') {
+			end++
+		}
+		for end > at+1 && (s[end-1] == '.' || s[end-1] == '-') {
+			end--
+		}
+		if validDomain(s[at+1 : end]) {
+			m = append(m, span{start, end, rule})
+			i = end
+		}
+	}
+}
+
+// validDomain reports whether d is dot-separated non-empty labels, at least
+// two, the last of two or more letters.
+func validDomain(d string) bool {
+	dot := strings.LastIndexByte(d, '.')
+	if dot <= 0 || strings.Contains(d, "..") || d[0] == '.' {
+		return false
+	}
+	tld := d[dot+1:]
+	if len(tld) < 2 {
+		return false
+	}
+	for i := range len(tld) {
+		if !isLetter(tld[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxCardGroups bounds the digit groups of one run that are tried.
+const maxCardGroups = 24
+
+func scanCard(m []span, s string, rule int) []span {
+	var groups [maxCardGroups]struct{ start, end int }
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		start := i
+		leftOK := start == 0 || !(wordChar(s[start-1]) || s[start-1] == '.')
+		ng, digits := 0, 0
+		for {
+			gs := i
+			for i < len(s) && isDigit(s[i]) {
+				i++
+			}
+			if ng < maxCardGroups {
+				groups[ng].start, groups[ng].end = gs, i
+				ng++
+			}
+			digits += i - gs
+			if i+1 < len(s) && (s[i] == ' ' || s[i] == '-') && isDigit(s[i+1]) {
+				i++
+				continue
+			}
+			break
+		}
+		rightOK := i == len(s) || !(wordChar(s[i]) || s[i] == '.' && i+1 < len(s) && isDigit(s[i+1]))
+		if digits < 13 {
+			continue
+		}
+		for first := 0; first < ng; first++ {
+			if first == 0 && !leftOK {
+				continue
+			}
+			n := 0
+			for last := first; last < ng; last++ {
+				n += groups[last].end - groups[last].start
+				if n > 19 {
+					break
+				}
+				if n < 13 || last == ng-1 && !rightOK || !cardGrouping(groups[first:last+1]) {
+					continue
+				}
+				if cs := s[groups[first].start:groups[last].end]; cs[0] >= '2' && cs[0] <= '6' && luhn(cs) {
+					m = append(m, span{groups[first].start, groups[last].end, rule})
+					first = last
+					break
+				}
+			}
+		}
+	}
+	return m
+}
+
+// cardGrouping accepts one run of digits, or the groupings cards are
+// printed in: fours with a shorter last group, 4-6-5 and 4-6-4.
+func cardGrouping(g []struct{ start, end int }) bool {
+	if len(g) == 1 {
+		return true
+	}
+	w := func(i int) int { return g[i].end - g[i].start }
+	if len(g) == 3 && w(0) == 4 && w(1) == 6 && (w(2) == 5 || w(2) == 4) {
+		return true
+	}
+	for i := range len(g) - 1 {
+		if w(i) != 4 {
+			return false
+		}
+	}
+	return w(len(g)-1) <= 4
+}
+
+// luhn checks the Luhn digit of the digits in s, skipping separators.
+func luhn(s string) bool {
+	sum, double := 0, false
+	for i := len(s) - 1; i >= 0; i-- {
+		c := s[i]
+		if !isDigit(c) {
+			continue
+		}
+		d := int(c - '0')
+		if double {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+func scanIPv4(m []span, s string, rule int) []span {
+	if strings.IndexByte(s, '.') < 0 {
+		return m
+	}
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		start := i
+		if start > 0 && (wordChar(s[start-1]) || s[start-1] == '.') {
+			for i < len(s) && isDigit(s[i]) {
+				i++
+			}
+			continue
+		}
+		end, ok := parseIPv4(s, start)
+		if ok && (end == len(s) || !(wordChar(s[end]) || s[end] == '.' && end+1 < len(s) && isDigit(s[end+1]))) {
+			m = append(m, span{start, end, rule})
+			i = end
+			continue
+		}
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	}
+	return m
+}
+
+// parseIPv4 reads a dotted quad at s[i:] and returns its end.
+func parseIPv4(s string, i int) (int, bool) {
+	for part := range 4 {
+		if part > 0 {
+			if i >= len(s) || s[i] != '.' {
+				return 0, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(s) && isDigit(s[i]) && i-start < 4 {
+			v = v*10 + int(s[i]-'0')
+			i++
+		}
+		if n := i - start; n == 0 || n > 3 || v > 255 || n > 1 && s[start] == '0' {
+			return 0, false
+		}
+	}
+	return i, true
+}
+
+func scanIPv6(m []span, s string, rule int) []span {
+	for i := 0; ; {
+		j := strings.IndexByte(s[i:], ':')
+		if j < 0 {
+			return m
+		}
+		k := i + j
+		start := k
+		for start > 0 && (is(s[start-1], cHex) || s[start-1] == ':') {
+			start--
+		}
+		end := k
+		for end < len(s) && (is(s[end], cHex) || s[end] == ':' || s[end] == '.') {
+			end++
+		}
+		i = end
+		for end > start && s[end-1] == '.' {
+			end--
+		}
+		if end-start >= 2 && s[end-1] == ':' && s[end-2] != ':' {
+			end--
+		}
+		if start > 0 && (wordChar(s[start-1]) || s[start-1] == '.') || end < len(s) && wordChar(s[end]) {
+			continue
+		}
+		cand := s[start:end]
+		if strings.Count(cand, ":") < 2 || !hasHex(cand) {
+			continue
+		}
+		if a, err := netip.ParseAddr(cand); err == nil && a.Is6() {
+			m = append(m, span{start, end, rule})
+		}
+	}
+}
+
+func hasHex(s string) bool {
+	for i := range len(s) {
+		if is(s[i], cHex) {
+			return true
+		}
+	}
+	return false
+}
