@@ -1,6 +1,7 @@
 package extension
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-logs/sluice/buffer"
 )
 
 // Flush modes: when sealed batches are uploaded.
@@ -36,6 +39,10 @@ type Config struct {
 	SpillDir       string        // SLUICE_SPILL_DIR
 	SpillMaxBytes  int           // SLUICE_SPILL_MAX_BYTES; 0 disables spilling
 	MemoryLimitMB  int           // SLUICE_MEMORY_LIMIT_MB: GOMEMLIMIT
+
+	Policy   buffer.Policy    // SLUICE_SAMPLE_RATE, SLUICE_KEEP_LEVEL, SLUICE_MIN_LEVEL, SLUICE_MAX_LINES_PER_INVOKE
+	Redactor *buffer.Redactor // SLUICE_REDACT, SLUICE_REDACT_PATTERNS; nil when off
+	Platform PlatformFilter   // SLUICE_PLATFORM
 }
 
 // Sink is the parsed SLUICE_SINK: s3://bucket/prefix or file:///dir.
@@ -88,6 +95,8 @@ func Load(getenv func(string) string) (Config, error) {
 		SpillDir:       DefaultSpillDir,
 		SpillMaxBytes:  DefaultSpillMaxBytes,
 		MemoryLimitMB:  DefaultMemoryLimitMB,
+		Policy:         buffer.DefaultPolicy(),
+		Platform:       DefaultPlatformFilter(),
 	}
 	var errs []error
 	bad := func(name, val, format string, args ...any) {
@@ -181,6 +190,79 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 
+	if v := getenv("SLUICE_SAMPLE_RATE"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f >= 0 && f <= 1) {
+			bad("SLUICE_SAMPLE_RATE", v, "want a share of invocations between 0 and 1, such as 0.1")
+		} else {
+			c.Policy.SampleRate = f
+		}
+	}
+	level := func(name string, dst *buffer.Level, allowOff bool) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		l, ok := buffer.ParseLevelName(v)
+		if strings.EqualFold(v, "off") && allowOff {
+			l, ok = buffer.LevelOff, true
+		}
+		if !ok || (l == buffer.LevelOff && !allowOff) {
+			bad(name, v, "want TRACE, DEBUG, INFO, WARN, ERROR or FATAL")
+			return
+		}
+		*dst = l
+	}
+	level("SLUICE_KEEP_LEVEL", &c.Policy.KeepLevel, true)
+	level("SLUICE_MIN_LEVEL", &c.Policy.MinLevel, false)
+	if v := getenv("SLUICE_MAX_LINES_PER_INVOKE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			bad("SLUICE_MAX_LINES_PER_INVOKE", v, "want a whole number of lines, 0 for no cap")
+		} else {
+			c.Policy.MaxLinesPerInvoke = n
+		}
+	}
+
+	var presets, patterns []string
+	if v := getenv("SLUICE_REDACT"); v != "" {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				presets = append(presets, strings.ToLower(p))
+			}
+		}
+	}
+	if v := getenv("SLUICE_REDACT_PATTERNS"); v != "" {
+		if strings.HasPrefix(strings.TrimSpace(v), "[") {
+			if err := json.Unmarshal([]byte(v), &patterns); err != nil {
+				bad("SLUICE_REDACT_PATTERNS", v, "want a JSON array of regular expressions, or one expression")
+			}
+		} else {
+			patterns = []string{v}
+		}
+	}
+	if len(presets)+len(patterns) > 0 {
+		red, err := buffer.NewRedactor(presets, patterns)
+		if err != nil {
+			name, val := "SLUICE_REDACT", getenv("SLUICE_REDACT")
+			if len(patterns) > 0 && !strings.Contains(err.Error(), "preset") {
+				name, val = "SLUICE_REDACT_PATTERNS", getenv("SLUICE_REDACT_PATTERNS")
+			}
+			bad(name, val, "%v", err)
+		} else {
+			c.Redactor = red
+		}
+	}
+
+	if v := getenv("SLUICE_PLATFORM"); v != "" {
+		f, err := parsePlatformFilter(v)
+		if err != nil {
+			bad("SLUICE_PLATFORM", v, "%v", err)
+		} else {
+			c.Platform = f
+		}
+	}
+
 	c.S3BucketOwner = getenv("SLUICE_S3_EXPECTED_BUCKET_OWNER")
 	if v := c.S3BucketOwner; v != "" && !isAccountID(v) {
 		bad("SLUICE_S3_EXPECTED_BUCKET_OWNER", v, "want a 12-digit AWS account id")
@@ -198,6 +280,65 @@ var KnownVars = []string{
 	"SLUICE_LISTEN_ADDR", "SLUICE_FLUSH", "SLUICE_LOG_LEVEL",
 	"SLUICE_S3_EXPECTED_BUCKET_OWNER", "SLUICE_S3_KMS_KEY_ID",
 	"SLUICE_SPILL_DIR", "SLUICE_SPILL_MAX_BYTES", "SLUICE_MEMORY_LIMIT_MB",
+	"SLUICE_SAMPLE_RATE", "SLUICE_KEEP_LEVEL", "SLUICE_MIN_LEVEL", "SLUICE_MAX_LINES_PER_INVOKE",
+	"SLUICE_REDACT", "SLUICE_REDACT_PATTERNS", "SLUICE_PLATFORM",
+}
+
+// PlatformFilter says which platform.* events are archived.
+type PlatformFilter struct {
+	all      bool
+	failures bool            // any platform event whose status is not success
+	types    map[string]bool // "platform.report", ...
+}
+
+// platformEvents are the platform event names SLUICE_PLATFORM accepts.
+var platformEvents = []string{
+	"initStart", "initRuntimeDone", "initReport", "start", "runtimeDone", "report",
+	"logsDropped", "restoreStart", "restoreRuntimeDone", "restoreReport",
+	"extension", "telemetrySubscription",
+}
+
+// DefaultPlatformFilter archives what the cost and failure queries need:
+// every report (durations, billed time, memory, init duration),
+// logsDropped, initReport, and any event that reports a failure.
+func DefaultPlatformFilter() PlatformFilter {
+	f, _ := parsePlatformFilter("report,logsDropped,initReport,failures")
+	return f
+}
+
+func parsePlatformFilter(v string) (PlatformFilter, error) {
+	f := PlatformFilter{types: map[string]bool{}}
+	for name := range strings.SplitSeq(v, ",") {
+		name = strings.TrimPrefix(strings.TrimSpace(name), "platform.")
+		switch {
+		case name == "":
+		case strings.EqualFold(name, "all"):
+			f.all = true
+		case strings.EqualFold(name, "none"):
+		case strings.EqualFold(name, "failures"):
+			f.failures = true
+		default:
+			found := false
+			for _, e := range platformEvents {
+				if strings.EqualFold(e, name) {
+					f.types["platform."+e] = true
+					found = true
+				}
+			}
+			if !found {
+				return f, fmt.Errorf("unknown event %q: want all, none, failures or some of %s", name, strings.Join(platformEvents, ","))
+			}
+		}
+	}
+	return f, nil
+}
+
+// Keep says whether a platform record is archived.
+func (f PlatformFilter) Keep(r *buffer.Record) bool {
+	if f.all || f.types[r.Type] {
+		return true
+	}
+	return f.failures && r.Status != "" && r.Status != "success"
 }
 
 // UnknownVars returns the SLUICE_* names in environ that Load does not read:

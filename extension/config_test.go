@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sluice-logs/sluice/buffer"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -29,8 +30,10 @@ func TestLoadDefaults(t *testing.T) {
 		SpillDir:       DefaultSpillDir,
 		SpillMaxBytes:  DefaultSpillMaxBytes,
 		MemoryLimitMB:  DefaultMemoryLimitMB,
+		Policy:         buffer.DefaultPolicy(),
+		Platform:       DefaultPlatformFilter(),
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(PlatformFilter{})); diff != "" {
 		t.Errorf("Load defaults (-want +got):\n%s", diff)
 	}
 }
@@ -66,8 +69,10 @@ func TestLoadValues(t *testing.T) {
 		SpillDir:       "/tmp/x",
 		SpillMaxBytes:  0,
 		MemoryLimitMB:  96,
+		Policy:         buffer.DefaultPolicy(),
+		Platform:       DefaultPlatformFilter(),
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(PlatformFilter{})); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)
 	}
 }
@@ -104,6 +109,15 @@ func TestLoadErrors(t *testing.T) {
 		{"SLUICE_FLUSH", "sometimes", `SLUICE_FLUSH="sometimes": want "background" or "invoke"`},
 		{"SLUICE_LOG_LEVEL", "loud", `SLUICE_LOG_LEVEL="loud"`},
 		{"SLUICE_S3_EXPECTED_BUCKET_OWNER", "me", `SLUICE_S3_EXPECTED_BUCKET_OWNER="me": want a 12-digit`},
+		{"SLUICE_SAMPLE_RATE", "10%", `SLUICE_SAMPLE_RATE="10%": want a share`},
+		{"SLUICE_SAMPLE_RATE", "1.5", `SLUICE_SAMPLE_RATE="1.5"`},
+		{"SLUICE_KEEP_LEVEL", "loud", `SLUICE_KEEP_LEVEL="loud": want TRACE`},
+		{"SLUICE_MIN_LEVEL", "off", `SLUICE_MIN_LEVEL="off"`},
+		{"SLUICE_MAX_LINES_PER_INVOKE", "-1", `SLUICE_MAX_LINES_PER_INVOKE="-1"`},
+		{"SLUICE_REDACT", "email,passwords", `SLUICE_REDACT="email,passwords"`},
+		{"SLUICE_REDACT_PATTERNS", "(unclosed", `SLUICE_REDACT_PATTERNS="(unclosed"`},
+		{"SLUICE_REDACT_PATTERNS", `["ok", "(bad"]`, `SLUICE_REDACT_PATTERNS=`},
+		{"SLUICE_PLATFORM", "report,everything", `SLUICE_PLATFORM="report,everything": unknown event "everything"`},
 		{"SLUICE_SPILL_DIR", "spill", `SLUICE_SPILL_DIR="spill": want an absolute directory`},
 		{"SLUICE_SPILL_MAX_BYTES", "big", `SLUICE_SPILL_MAX_BYTES="big"`},
 		{"SLUICE_MEMORY_LIMIT_MB", "8", `SLUICE_MEMORY_LIMIT_MB="8": want a whole number`},
@@ -154,6 +168,61 @@ func TestParseSize(t *testing.T) {
 		got, err := parseSize(tt.in)
 		if err != nil || got != tt.want {
 			t.Errorf("parseSize(%q) = %d, %v, want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestLoadPolicy(t *testing.T) {
+	got, err := Load(env(map[string]string{
+		"SLUICE_SINK":                 "s3://bucket",
+		"SLUICE_SAMPLE_RATE":          "0.1",
+		"SLUICE_KEEP_LEVEL":           "warn",
+		"SLUICE_MIN_LEVEL":            "DEBUG",
+		"SLUICE_MAX_LINES_PER_INVOKE": "500",
+		"SLUICE_REDACT":               "email, card",
+		"SLUICE_REDACT_PATTERNS":      `["order-[0-9]+", "x,y"]`,
+		"SLUICE_PLATFORM":             "start,platform.report",
+	}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := buffer.DefaultPolicy()
+	want.SampleRate, want.KeepLevel, want.MinLevel, want.MaxLinesPerInvoke = 0.1, buffer.LevelWarn, buffer.LevelDebug, 500
+	if got.Policy != want {
+		t.Errorf("Policy = %+v, want %+v", got.Policy, want)
+	}
+	if got.Redactor == nil {
+		t.Fatal("Redactor = nil, want one")
+	}
+	if out, _ := got.Redactor.Redact("mail a@b.example about order-42"); out != "mail [REDACTED:email] about [REDACTED:pattern1]" {
+		t.Errorf("Redact = %q", out)
+	}
+	for typ, keep := range map[string]bool{"platform.start": true, "platform.report": true, "platform.runtimeDone": false} {
+		if got.Platform.Keep(&buffer.Record{Type: typ, Status: "success"}) != keep {
+			t.Errorf("Platform.Keep(%s) = %v, want %v", typ, !keep, keep)
+		}
+	}
+	if off, _ := Load(env(map[string]string{"SLUICE_SINK": "s3://bucket", "SLUICE_KEEP_LEVEL": "off"})); off.Policy.KeepLevel != buffer.LevelOff {
+		t.Errorf("SLUICE_KEEP_LEVEL=off gives %v, want OFF", off.Policy.KeepLevel)
+	}
+}
+
+func TestDefaultPlatformFilter(t *testing.T) {
+	f := DefaultPlatformFilter()
+	for _, tt := range []struct {
+		typ, status string
+		want        bool
+	}{
+		{"platform.report", "success", true},
+		{"platform.logsDropped", "", true},
+		{"platform.initReport", "success", true},
+		{"platform.start", "", false},
+		{"platform.runtimeDone", "success", false},
+		{"platform.runtimeDone", "timeout", true},
+		{"platform.initRuntimeDone", "error", true},
+	} {
+		if got := f.Keep(&buffer.Record{Type: tt.typ, Status: tt.status}); got != tt.want {
+			t.Errorf("Keep(%s, %q) = %v, want %v", tt.typ, tt.status, got, tt.want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package extension
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -12,8 +13,9 @@ import (
 // counters are the run's totals. They are written by the pipeline and the
 // lifecycle loop and read at shutdown, hence atomic.
 type counters struct {
-	records       atomic.Int64 // rows added to batches
-	lines         atomic.Int64 // of which the function's own log lines
+	records       atomic.Int64 // telemetry records received
+	lines         atomic.Int64 // function log lines added to batches (after sampling)
+	platformSkip  atomic.Int64 // platform events not archived (SLUICE_PLATFORM)
 	malformed     atomic.Int64 // sluice.malformed rows (bodies that did not parse)
 	sealed        atomic.Int64 // batches sealed
 	uploaded      atomic.Int64 // batches the sink accepted
@@ -42,6 +44,13 @@ type pipeline struct {
 	queue    *buffer.Queue
 	fallback func(*buffer.Batch) // takes batches evicted at the buffer cap
 	c        *counters
+	stager   *buffer.Stager
+	platform PlatformFilter
+	now      func() time.Time
+
+	// The last sluice.stats row, for deltas.
+	statsAt   time.Time
+	lastStats statsSnapshot
 
 	// runtimeDone bookkeeping for the per-invoke flush mode.
 	done    [16]string // most recent requestIds whose runtime finished
@@ -57,6 +66,10 @@ func newPipeline(in <-chan []buffer.Record, b *buffer.Batcher, q *buffer.Queue, 
 		queue:    q,
 		fallback: fallback,
 		c:        c,
+		stager:   buffer.NewStager(buffer.DefaultPolicy(), nil),
+		platform: PlatformFilter{all: true},
+		now:      time.Now,
+		statsAt:  time.Now(),
 		waiters:  make(map[string]chan struct{}),
 	}
 }
@@ -126,21 +139,43 @@ func (p *pipeline) add(recs []buffer.Record) {
 	for i := range recs {
 		r := &recs[i]
 		switch r.Type {
-		case "platform.runtimeDone":
-			p.markDone(r.RequestID)
 		case "sluice.malformed":
 			p.c.malformed.Add(1)
 		case "platform.logsDropped":
 			p.c.platformDropped.Add(droppedRecords(r.Fields))
 		}
 		p.c.records.Add(1)
-		if r.Type == "function" {
-			p.c.lines.Add(1)
-		}
-		for _, b := range p.batcher.Add(r) {
-			p.push(b)
+		p.stager.Add(r, p.emit)
+		// After the stager: a flush waiting for this runtimeDone must find
+		// the invocation's kept lines already in the batch.
+		if r.Type == "platform.runtimeDone" {
+			p.markDone(r.RequestID)
 		}
 	}
+	if now := p.now(); now.Sub(p.statsAt) >= statsInterval {
+		p.writeStats(now)
+	}
+}
+
+// emit takes a record the stager kept into the open batch.
+func (p *pipeline) emit(r *buffer.Record) {
+	if strings.HasPrefix(r.Type, "platform.") && !p.platform.Keep(r) {
+		p.c.platformSkip.Add(1)
+		return
+	}
+	if r.Type == "function" {
+		p.c.lines.Add(1)
+	}
+	for _, b := range p.batcher.Add(r) {
+		p.push(b)
+	}
+}
+
+// finish decides every staged invocation and writes the last stats row, as
+// at SHUTDOWN.
+func (p *pipeline) finish() {
+	p.stager.Flush(p.emit)
+	p.writeStats(p.now())
 }
 
 // seal closes the open batch, if any, and queues it for upload.

@@ -75,6 +75,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		buffer.NewBatcher(r.Meta, buffer.Limits{MaxBytes: r.Config.BatchMaxBytes, MaxAge: r.Config.BatchMaxAge}, time.Now),
 		buffer.NewQueue(r.Config.BufferMaxBytes),
 		r.evict, &r.c)
+	p.stager = buffer.NewStager(r.Config.Policy, r.Config.Redactor)
+	p.platform = r.Config.Platform
 	pctx, stopPipeline := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPipeline()
 	pipelineDone := make(chan struct{})
@@ -282,6 +284,10 @@ func (r *Runner) shutdown(p *pipeline, deadline time.Time) {
 		drainUntil = limit
 	}
 	r.awaitQuiet(drainUntil)
+	// The outcome of invocations still staged will not come now.
+	fctx, fcancel := context.WithDeadline(context.Background(), hard)
+	p.do(fctx, p.finish)
+	fcancel()
 
 	// The last chance: try once more even while backing off from a
 	// retryable error; a permanent one will not have healed.
@@ -353,6 +359,7 @@ func (r *Runner) logTotals() {
 		"records", c.records.Load(),
 		"lines", c.lines.Load(),
 		"malformed", c.malformed.Load(),
+		"platform_events_skipped", c.platformSkip.Load(),
 		"platform_dropped_records", c.platformDropped.Load(),
 		"batches_sealed", c.sealed.Load(),
 		"batches_uploaded", c.uploaded.Load(),

@@ -117,26 +117,30 @@ func (e *env) invoke(req request, jsonFormat bool) *lambdatest.Result {
 	id := res.RequestID
 	for i := range req.Lines {
 		key := fmt.Sprintf("%s-%d", id, i)
-		row := buffer.Row{Type: "function", Function: "e2e", Version: "$LATEST"}
+		// Text-format lines carry no requestId: sluice attributes them to
+		// the running invocation and reads their level from the text.
+		row := buffer.Row{Type: "function", Function: "e2e", Version: "$LATEST", RequestID: id, Level: level}
 		switch {
 		case req.JSON && i%2 == 1 && jsonFormat:
-			row.Level, row.RequestID, row.Message = level, id, "sample id="+key
+			row.Message = "sample id=" + key
 			row.Fields = fmt.Sprintf(`{"seq":%d}`, i)
 		case req.JSON && i%2 == 1:
 			row.Message = fmt.Sprintf(`{"level":%q,"message":"sample id=%s","requestId":%q,"seq":%d}`, level, key, id, i)
 		case jsonFormat:
-			row.Level, row.RequestID = "INFO", id
+			// Lambda wraps a plain line as {"level":"INFO",...}; the JSON
+			// level is what sluice reads.
+			row.Level = "INFO"
 			row.Message = fmt.Sprintf("sample id=%s level=%s plain text line", key, level)
 		default:
+			// "level=" in the middle of a line that is not logfmt is not
+			// taken as a level: unknown is INFO, as in Lambda.
+			row.Level = "INFO"
 			row.Message = fmt.Sprintf("sample id=%s level=%s plain text line", key, level)
 		}
 		e.want[key] = row
 	}
 	if req.Big > 0 {
-		row := buffer.Row{Type: "function", Function: "e2e", Version: "$LATEST", Message: bigLine(id, req.Big)}
-		if jsonFormat {
-			row.Level, row.RequestID = "INFO", id
-		}
+		row := buffer.Row{Type: "function", Function: "e2e", Version: "$LATEST", Message: bigLine(id, req.Big), RequestID: id, Level: "INFO"}
 		e.want[id+"-big"] = row
 	}
 	return res
@@ -297,6 +301,7 @@ func TestManyInvocations(t *testing.T) {
 			if fb := e.fallbackRows(); len(fb) > 0 {
 				t.Errorf("%d rows went to the fallback with a healthy sink", len(fb))
 			}
+			checkStats(t, rows, e.p.Stats().FunctionLines)
 			reports := 0
 			for _, r := range rows {
 				if r.Type == "platform.report" {
@@ -413,4 +418,44 @@ func TestSinkDownFallback(t *testing.T) {
 		t.Errorf("%d objects in the archive bucket, want none", len(keys))
 	}
 	e.checkExactlyOnce(e.fallbackRows())
+}
+
+// checkStats asserts that the sluice.stats rows account for every line the
+// function wrote: seen = emitted, and seen = kept + dropped by reason.
+func checkStats(t *testing.T, rows []buffer.Row, emitted int64) {
+	t.Helper()
+	var sum struct {
+		Seen, Kept, SampledOut, BelowLevel, OverCap int64
+	}
+	n := 0
+	for _, r := range rows {
+		if r.Type != "sluice.stats" {
+			continue
+		}
+		n++
+		var f struct {
+			LinesSeen       int64 `json:"lines_seen"`
+			LinesKept       int64 `json:"lines_kept"`
+			LinesSampledOut int64 `json:"lines_sampled_out"`
+			LinesBelowLevel int64 `json:"lines_below_level"`
+			LinesOverCap    int64 `json:"lines_over_cap"`
+		}
+		if err := json.Unmarshal([]byte(r.Fields), &f); err != nil {
+			t.Fatalf("sluice.stats fields %q: %v", r.Fields, err)
+		}
+		sum.Seen += f.LinesSeen
+		sum.Kept += f.LinesKept
+		sum.SampledOut += f.LinesSampledOut
+		sum.BelowLevel += f.LinesBelowLevel
+		sum.OverCap += f.LinesOverCap
+	}
+	if n == 0 {
+		t.Fatal("no sluice.stats row in the archive")
+	}
+	if sum.Seen != emitted {
+		t.Errorf("sluice.stats lines_seen sum to %d, want the %d lines emitted", sum.Seen, emitted)
+	}
+	if d := sum.Kept + sum.SampledOut + sum.BelowLevel + sum.OverCap; d != sum.Seen {
+		t.Errorf("sluice.stats: kept %d + dropped %d = %d, want seen %d", sum.Kept, d-sum.Kept, d, sum.Seen)
+	}
 }

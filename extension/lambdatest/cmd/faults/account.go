@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-logs/sluice/buffer"
+)
+
+// typeMalformed is the row type sluice archives a body that does not parse as.
+const typeMalformed = "sluice.malformed"
+
+// fallbackPrefix starts every row sluice writes to stdout instead of the
+// archive.
+const fallbackPrefix = `{"sluice":"fallback",`
+
+// tally counts the copies of each line found in one place (the archive or
+// the fallback). Lines named "<prefix>-<i>" (the sample's ids) are counted
+// in a slice per prefix so that millions of lines stay small.
+type tally struct {
+	seq   map[string][]uint16
+	other map[string]int
+}
+
+func newTally() *tally {
+	return &tally{seq: map[string][]uint16{}, other: map[string]int{}}
+}
+
+// add counts one copy of the line named key.
+func (t *tally) add(key string) {
+	if prefix, i, ok := splitSeq(key); ok {
+		s, found := t.seq[prefix]
+		if !found {
+			prefix = strings.Clone(prefix) // key may point into a large message
+		}
+		if len(s) <= i {
+			s = slices.Grow(s, i+1-len(s))[:i+1]
+		}
+		if s[i] < ^uint16(0) {
+			s[i]++
+		}
+		t.seq[prefix] = s
+		return
+	}
+	t.other[strings.Clone(key)]++
+}
+
+// count returns the copies of key.
+func (t *tally) count(key string) int {
+	if prefix, i, ok := splitSeq(key); ok {
+		if s := t.seq[prefix]; i < len(s) {
+			return int(s[i])
+		}
+		return 0
+	}
+	return t.other[key]
+}
+
+// each calls f for every line counted at least once.
+func (t *tally) each(f func(key string, n int)) {
+	for prefix, s := range t.seq {
+		for i, n := range s {
+			if n > 0 {
+				f(prefix+"-"+strconv.Itoa(i), int(n))
+			}
+		}
+	}
+	for k, n := range t.other {
+		f(k, n)
+	}
+}
+
+// splitSeq splits "<prefix>-<i>".
+func splitSeq(key string) (string, int, bool) {
+	j := strings.LastIndexByte(key, '-')
+	if j <= 0 || j == len(key)-1 {
+		return "", 0, false
+	}
+	i, err := strconv.Atoi(key[j+1:])
+	if err != nil || i < 0 || i >= 1<<22 || key[j+1] == '+' {
+		return "", 0, false
+	}
+	return key[:j], i, true
+}
+
+// sampleID extracts the "<requestId>-<i>" the sample function puts in
+// every line (and "<requestId>-big" in its long line).
+func sampleID(msg string) (string, bool) {
+	_, rest, ok := strings.Cut(msg, "sample id=")
+	if !ok {
+		return "", false
+	}
+	id, _, _ := strings.Cut(rest, " ")
+	id, _, _ = strings.Cut(id, `"`)
+	return id, id != ""
+}
+
+// bigLine is the sample function's long line (see sample/main.go).
+func bigLine(requestID string, n int) string {
+	b := []byte("sample id=" + requestID + "-big ")
+	for i := 0; len(b) < n; i++ {
+		b = append(b, byte('a'+i%26))
+	}
+	return string(b[:max(n, 0)])
+}
+
+// expect is what the scenario made the function (or the platform) emit
+// beyond the platform's own count of function lines.
+type expect struct {
+	written   []written      // what each invocation wrote, for the cross-check
+	bigs      map[string]int // "<requestId>-big" to its size
+	injected  []string       // keys of function lines posted with PostTelemetry
+	malformed []string       // raw bodies posted that must become sluice.malformed rows
+}
+
+// written is what one invocation of the sample wrote: lines
+// "<RequestID>-0".."<RequestID>-<Lines-1>", and "<RequestID>-big" if Big > 0.
+type written struct {
+	RequestID string
+	Lines     int
+	Big       int
+}
+
+// ledger accounts for every line: where it ended and how many times.
+type ledger struct {
+	mu       sync.Mutex
+	exp      *expect
+	archive  *tally
+	fallback *tally
+	corrupt  int // long lines that arrived altered (not counted as delivered)
+	strange  int // sluice.malformed rows nobody posted
+	badRows  int // fallback rows that do not parse (cut by a kill, say)
+	fbErrors int // sluice.fallback_error rows
+}
+
+func newLedger(exp *expect) *ledger {
+	return &ledger{exp: exp, archive: newTally(), fallback: newTally()}
+}
+
+// key names a row's line, or reports that the row is not a line.
+func (l *ledger) key(r buffer.Row) (string, bool) {
+	switch r.Type {
+	case "function":
+		id, ok := sampleID(r.Message)
+		if !ok {
+			// A line without an id (the sample's init line): the same
+			// record delivered twice has the same time and text.
+			return "t=" + r.Time.UTC().Format(time.RFC3339Nano) + " " + r.Message, true
+		}
+		if size, big := l.exp.bigs[id]; big {
+			req := strings.TrimSuffix(id, "-big")
+			if len(r.Message) != size || r.Message != bigLine(req, size) {
+				l.corrupt++
+				return "", false
+			}
+		}
+		return id, true
+	case typeMalformed:
+		if !slices.Contains(l.exp.malformed, r.Message) {
+			l.strange++
+			return "", false
+		}
+		return "malformed:" + r.Message, true
+	case "sluice.fallback_error":
+		l.fbErrors++
+	}
+	return "", false
+}
+
+// addArchived counts a row read from the archive.
+func (l *ledger) addArchived(r buffer.Row) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if k, ok := l.key(r); ok {
+		l.archive.add(k)
+	}
+}
+
+// addOutputLine counts an extension output line if it is a fallback row.
+func (l *ledger) addOutputLine(line []byte) {
+	rest, ok := bytes.CutPrefix(line, []byte(fallbackPrefix))
+	if !ok {
+		return
+	}
+	row, err := buffer.ParseRow(append([]byte("{"), rest...))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.badRows++
+		return
+	}
+	if k, ok := l.key(row); ok {
+		l.fallback.add(k)
+	}
+}
+
+// counts is one scenario's result row.
+type counts struct {
+	Emitted, Archived, Fallback, Lost, Duplicates int
+	Missing                                       int // lines the scenario wrote or posted, found nowhere
+}
+
+// result computes the row: emitted is what the platform counted plus what
+// was posted directly.
+func (l *ledger) result(functionLines int64) counts {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := counts{Emitted: int(functionLines) + len(l.exp.injected) + len(l.exp.malformed)}
+	copies := 0
+	l.archive.each(func(_ string, n int) {
+		c.Archived++
+		copies += n
+	})
+	l.fallback.each(func(k string, n int) {
+		copies += n
+		if l.archive.count(k) == 0 {
+			c.Fallback++
+		}
+	})
+	c.Duplicates = copies - c.Archived - c.Fallback
+	c.Lost = c.Emitted - c.Archived - c.Fallback
+	found := func(k string) bool { return l.archive.count(k) > 0 || l.fallback.count(k) > 0 }
+	for _, w := range l.exp.written {
+		for i := range w.Lines {
+			if !found(w.RequestID + "-" + strconv.Itoa(i)) {
+				c.Missing++
+			}
+		}
+		if w.Big > 0 && !found(w.RequestID+"-big") {
+			c.Missing++
+		}
+	}
+	for _, k := range l.exp.injected {
+		if !found(k) {
+			c.Missing++
+		}
+	}
+	return c
+}
