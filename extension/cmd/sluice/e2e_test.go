@@ -5,6 +5,7 @@ package main
 // runtime, archiving to a real S3 server (versitygw over TLS).
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/sluice-logs/sluice/buffer"
 	"github.com/sluice-logs/sluice/extension/lambdatest"
 	"github.com/sluice-logs/sluice/sinks/s3test"
@@ -70,6 +71,7 @@ type env struct {
 
 type options struct {
 	logFormat string
+	timeout   time.Duration // per invocation; default 10 s
 	vars      []string // SLUICE_* and other variables for the extension
 }
 
@@ -87,7 +89,7 @@ func start(t *testing.T, o options) *env {
 		Env:          append(vars, o.vars...),
 		FunctionName: "e2e",
 		LogFormat:    o.logFormat,
-		Timeout:      10 * time.Second,
+		Timeout:      cmp.Or(o.timeout, 10*time.Second),
 	})
 	if err != nil {
 		t.Fatalf("start the platform: %v", err)
@@ -221,7 +223,7 @@ func (e *env) checkExactlyOnce(rows []buffer.Row) {
 			continue
 		}
 		r.Time = time.Time{}
-		if diff := cmp.Diff(want, r); diff != "" && got[id] == 1 {
+		if diff := gocmp.Diff(want, r); diff != "" && got[id] == 1 {
 			e.t.Errorf("line %s (-want +got):\n%.2000s", id, diff)
 		}
 	}
@@ -288,7 +290,7 @@ func TestManyInvocations(t *testing.T) {
 				}
 				statuses[e.invoke(req, isJSON).Status]++
 			}
-			if want := map[string]int{"success": 29, "error": 1}; !cmp.Equal(want, statuses) {
+			if want := map[string]int{"success": 29, "error": 1}; !gocmp.Equal(want, statuses) {
 				t.Errorf("statuses = %v, want %v", statuses, want)
 			}
 			// Objects written before SHUTDOWN prove uploads happen during invocations.
@@ -458,4 +460,79 @@ func checkStats(t *testing.T, rows []buffer.Row, emitted int64) {
 	if d := sum.Kept + sum.SampledOut + sum.BelowLevel + sum.OverCap; d != sum.Seen {
 		t.Errorf("sluice.stats: kept %d + dropped %d = %d, want seen %d", sum.Kept, d-sum.Kept, d, sum.Seen)
 	}
+}
+
+// Tail sampling end to end: 10,000 invocations, 5% failing, 1% timing out,
+// some logging at ERROR, at SLUICE_SAMPLE_RATE=0.1. Every line of a failed,
+// timed-out or ERROR-logging invocation is archived; about 10% of the
+// others are kept, each whole; sluice.stats accounts for every line.
+func TestSampling(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 invocations")
+	}
+	e := start(t, options{timeout: 300 * time.Millisecond, vars: []string{"SLUICE_SAMPLE_RATE=0.1"}})
+	const n = 10_000
+	type inv struct {
+		lines   int
+		special bool // failed, timed out or logged ERROR: must be kept whole
+	}
+	invs := map[string]inv{}
+	var timeouts int
+	for i := range n {
+		req := request{Lines: 3}
+		special := true
+		switch {
+		case i%20 == 3:
+			req.Fail = true
+		case i%100 == 7:
+			req.Level = "ERROR"
+			req.JSON = true // the JSON line carries the level
+		default:
+			special = false
+		}
+		payload, _ := json.Marshal(req)
+		if i%100 == 11 {
+			// A timeout: the sample sleeps past a short deadline.
+			payload = []byte(`{"lines":3,"sleep_ms":400}`)
+			special = true
+		}
+		res, err := e.p.Invoke(context.Background(), payload)
+		if err != nil {
+			t.Fatalf("Invoke %d: %v", i, err)
+		}
+		if res.Status == "timeout" {
+			timeouts++
+		}
+		invs[res.RequestID] = inv{lines: req.Lines, special: special}
+	}
+	e.shutdown()
+	rows, _ := e.archive()
+
+	kept := map[string]int{}
+	for _, r := range rows {
+		if r.Type == "function" && strings.Contains(r.Message, "sample id=") {
+			kept[r.RequestID]++
+		}
+	}
+	var ordinary, ordinaryKept int
+	for id, v := range invs {
+		switch got := kept[id]; {
+		case v.special && got != v.lines:
+			t.Errorf("invocation %s (failed, timed out or ERROR): %d of %d lines archived", id, got, v.lines)
+		case !v.special:
+			ordinary++
+			if got > 0 {
+				ordinaryKept++
+				if got != v.lines {
+					t.Errorf("sampled invocation %s kept partially: %d of %d lines", id, got, v.lines)
+				}
+			}
+		}
+	}
+	share := float64(ordinaryKept) / float64(ordinary)
+	t.Logf("%d invocations, %d timeouts; ordinary kept: %d of %d (%.2f%%)", n, timeouts, ordinaryKept, ordinary, 100*share)
+	if share < 0.085 || share > 0.115 {
+		t.Errorf("kept %.2f%% of ordinary invocations, want 10%% +/- 1.5 points", 100*share)
+	}
+	checkStats(t, rows, e.p.Stats().FunctionLines)
 }
