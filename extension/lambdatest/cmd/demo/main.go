@@ -51,6 +51,11 @@ const function = "sluice-demo"
 // logs at ERROR.
 func payload(i, n int) []byte {
 	p := map[string]any{"lines": 20 + i%40, "json": true}
+	if i%7 == 0 {
+		// Some invocations write plain text only.
+		p["lines"] = 5
+		p["json"] = false
+	}
 	switch i {
 	case n / 2:
 		p["big"] = 300_000
@@ -160,8 +165,9 @@ func run(ext, fn string, n int, keep bool) error {
 	printQuery(a)
 	fmt.Println("\nThe same query runs in Athena over the table in layer/athena/ (see README.md).")
 
+	fmt.Printf("sluice.stats: %d lines seen, %d dropped by sampling or filtering (accounted, not lost)\n", a.seen, a.dropped)
 	emitted := int(stats.FunctionLines)
-	lost := emitted - a.lines - fallback
+	lost := emitted - a.lines - fallback - a.dropped
 	ratio := 0.0
 	if a.stored > 0 {
 		ratio = float64(a.raw) / float64(a.stored)
@@ -186,6 +192,9 @@ type archive struct {
 	duplicates int
 	corrupt    int
 	byRequest  map[string]*reqStats
+	// From the sluice.stats rows: lines dropped under a reason (sampling,
+	// level, cap), which are accounted for, not lost.
+	seen, dropped int
 }
 
 type reqStats struct {
@@ -246,6 +255,18 @@ func readArchive(objects map[string][]byte) (*archive, error) {
 				r := req(row.RequestID)
 				r.status = row.Status
 				r.billedMs = row.BilledDurationMs
+			case "sluice.stats":
+				var f struct {
+					Seen       int `json:"lines_seen"`
+					SampledOut int `json:"lines_sampled_out"`
+					BelowLevel int `json:"lines_below_level"`
+					OverCap    int `json:"lines_over_cap"`
+				}
+				if err := json.Unmarshal([]byte(row.Fields), &f); err != nil {
+					return nil, fmt.Errorf("read %s: sluice.stats: %w", k, err)
+				}
+				a.seen += f.Seen
+				a.dropped += f.SampledOut + f.BelowLevel + f.OverCap
 			}
 		}
 	}
