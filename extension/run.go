@@ -157,6 +157,9 @@ func (r *Runner) upload(ctx context.Context, p *pipeline, force bool) bool {
 			r.spillQueued(ctx, p, force)
 			return false
 		}
+		if ctx.Err() != nil {
+			return false
+		}
 		b, spilled := r.nextBatch(ctx, p, force)
 		if b == nil {
 			return true
@@ -164,7 +167,13 @@ func (r *Runner) upload(ctx context.Context, p *pipeline, force bool) bool {
 		start := time.Now()
 		err := r.Sink.Write(ctx, b)
 		if err != nil {
-			r.failed(b, err)
+			// Running out of the invocation's time is ours, not the sink's
+			// fault: keep the batch, but do not back off.
+			if ctx.Err() == nil {
+				r.failed(b, err)
+			} else {
+				r.Log.Debug("upload cut short by the deadline; batch kept", "seq", b.Seq, "err", err)
+			}
 			if !spilled {
 				r.park(b)
 			}
