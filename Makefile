@@ -10,7 +10,7 @@ HOSTARCH  := $(shell $(GO) env GOARCH)
 
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build layer run test athena check lint bench tools clean
+.PHONY: all build layer run test athena faults check lint bench tools clean
 
 all: check
 
@@ -36,6 +36,13 @@ $(VERSITYGW):
 run: tools build
 	CGO_ENABLED=0 $(GO) build -o layer/build/sample ./extension/lambdatest/sample
 	$(GO) run ./extension/lambdatest/cmd/demo -extension layer/build/$(HOSTARCH)/sluice -function layer/build/sample
+
+## faults: the extension under injected S3 faults (sink down, 503 storms,
+## 403, latency, resets, freezes, SIGKILL, split and duplicate telemetry,
+## a log storm); one accounting row per scenario, fails if a line is lost
+faults: tools build
+	CGO_ENABLED=0 $(GO) build -o layer/build/sample ./extension/lambdatest/sample
+	$(GO) run ./extension/lambdatest/cmd/faults -extension layer/build/$(HOSTARCH)/sluice -function layer/build/sample
 
 ## test: the whole suite (starts versitygw itself), then the Athena proof
 test: tools

@@ -35,6 +35,9 @@ type counters struct {
 	platformDropped atomic.Int64
 }
 
+// maxWaiters bounds the invocations waiting for their runtimeDone.
+const maxWaiters = 64
+
 // pipeline owns the batcher and the queue of sealed batches. One goroutine
 // runs it; others reach its state only through do, so there is no mutex.
 type pipeline struct {
@@ -231,6 +234,14 @@ func (p *pipeline) runtimeDone(ctx context.Context, id string) <-chan struct{} {
 		}
 		if old, ok := p.waiters[id]; ok {
 			close(old)
+		}
+		// Waiters whose runtimeDone never came (a crashed runtime, or
+		// Managed Instances, which send none) must not pile up.
+		if len(p.waiters) >= maxWaiters {
+			for k, w := range p.waiters {
+				close(w)
+				delete(p.waiters, k)
+			}
 		}
 		p.waiters[id] = ch
 	})

@@ -136,23 +136,32 @@ func (r *Runner) runNoop(ctx context.Context) error {
 func (r *Runner) invoke(ctx context.Context, p *pipeline, requestID string, deadline time.Time) {
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(-invokeMargin))
 	defer cancel()
-	force := false
+	done := p.runtimeDone(ctx, requestID)
 	if r.Config.Flush == FlushInvoke {
 		select {
-		case <-p.runtimeDone(ctx, requestID):
-			force = true
+		case <-done:
 		case <-ctx.Done():
 		}
+		r.upload(ctx, p, true)
+		return
 	}
-	r.upload(ctx, p, force)
+	// In the background mode uploads overlap the function's own run. Once
+	// it has finished, every further upload would be billed duration: after
+	// one upload, stop there and leave the rest to the next invocations.
+	r.upload(ctx, p, false, done)
 }
 
 // upload delivers spilled batches (oldest first), then sealed ones, until
 // none is left, one fails, or ctx ends. While the sink is backing off after
 // a failure, sealed batches go to the spill instead, so that an outage
 // costs disk rather than memory. It reports whether everything was delivered.
-func (r *Runner) upload(ctx context.Context, p *pipeline, force bool) bool {
-	for {
+//
+// When stop is given and closed, no new upload starts after the first one.
+func (r *Runner) upload(ctx context.Context, p *pipeline, force bool, stop ...<-chan struct{}) bool {
+	for n := 0; ; n++ {
+		if n > 0 && len(stop) > 0 && closed(stop[0]) {
+			return false
+		}
 		if !r.backoff.ready(time.Now()) {
 			r.spillQueued(ctx, p, force)
 			return false
@@ -189,6 +198,15 @@ func (r *Runner) upload(ctx context.Context, p *pipeline, force bool) bool {
 		r.c.rawBytes.Add(int64(b.RawBytes))
 		r.c.storedBytes.Add(int64(len(b.Data)))
 		r.Log.Debug("uploaded", "seq", b.Seq, "records", b.Records, "bytes", len(b.Data), "ms", time.Since(start).Milliseconds())
+	}
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -72,7 +72,7 @@ type env struct {
 type options struct {
 	logFormat string
 	timeout   time.Duration // per invocation; default 10 s
-	vars      []string // SLUICE_* and other variables for the extension
+	vars      []string      // SLUICE_* and other variables for the extension
 }
 
 func start(t *testing.T, o options) *env {

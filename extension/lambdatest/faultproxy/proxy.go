@@ -402,14 +402,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t := time.NewTimer(f.Delay)
 		select {
 		case <-t.C:
+			p.forward(w, r)
 		case <-r.Context().Done():
 			t.Stop()
-			return
+			p.reset(w) // the client has gone; never answer 200 by returning
 		case <-p.closed:
 			t.Stop()
-			return
+			p.reset(w)
 		}
-		p.forward(w, r)
 	default:
 		p.forward(w, r)
 	}
@@ -426,8 +426,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) reset(w http.ResponseWriter) {
 	c, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		// The server then closes the connection without answering.
-		panic(http.ErrAbortHandler)
+		// Not expected on HTTP/1.1; still a failure, never a success.
+		w.WriteHeader(http.StatusBadGateway)
+		return
 	}
 	resetConn(c)
 }

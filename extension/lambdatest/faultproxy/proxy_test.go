@@ -428,3 +428,24 @@ func TestS3ThroughProxy(t *testing.T) {
 		t.Errorf("Stats = %+v, want 5 requests, 2 faulted, 3 forwarded", s)
 	}
 }
+
+// A client that gives up during the delay is not forwarded: the upstream
+// never sees the request, so it cannot commit it behind the client's back.
+func TestLatencyClientGivesUp(t *testing.T) {
+	u, p, c := setup(t)
+	if err := p.SetFault(Fault{Kind: Latency, Delay: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, p.Endpoint()+"/b/k", strings.NewReader("data"))
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("PUT = %d, want the client's timeout", resp.StatusCode)
+	}
+	// The delayed handler resets the connection once the client is gone;
+	// nothing can forward it after that.
+	if s := p.Stats(); s.Forwarded != 0 || s.Faulted != 1 || u.hits.Load() != 0 {
+		t.Errorf("Stats = %+v, upstream hits %d; want nothing forwarded", s, u.hits.Load())
+	}
+}

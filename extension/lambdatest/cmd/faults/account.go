@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,12 +110,14 @@ func bigLine(requestID string, n int) string {
 }
 
 // expect is what the scenario made the function (or the platform) emit
-// beyond the platform's own count of function lines.
+// beyond the platform's own count of function lines. It is filled while
+// the scenario runs, through the ledger's methods, and read when rows are
+// classified, fallback rows included, which arrive during the run.
 type expect struct {
-	written   []written      // what each invocation wrote, for the cross-check
-	bigs      map[string]int // "<requestId>-big" to its size
-	injected  []string       // keys of function lines posted with PostTelemetry
-	malformed []string       // raw bodies posted that must become sluice.malformed rows
+	written   []written // what each invocation wrote, for the cross-check
+	bigSize   int       // the size of the sample's long lines; fixed before the run
+	injected  []string  // keys of function lines posted with PostTelemetry
+	malformed []string  // raw bodies posted that must become sluice.malformed rows
 }
 
 // written is what one invocation of the sample wrote: lines
@@ -141,48 +144,113 @@ func newLedger(exp *expect) *ledger {
 	return &ledger{exp: exp, archive: newTally(), fallback: newTally()}
 }
 
-// key names a row's line, or reports that the row is not a line.
-func (l *ledger) key(r buffer.Row) (string, bool) {
+// verdict is what a row is to the accounting.
+type verdict int
+
+const (
+	notLine     verdict = iota // a platform event, sluice's own row...
+	line                       // a line, named by its key
+	corrupt                    // a long line that arrived altered
+	strange                    // a sluice.malformed row nobody posted
+	fallbackErr                // a sluice.fallback_error row
+)
+
+// classify names a row's line. It reads l.exp: call it with l.mu held
+// while the scenario runs.
+func (l *ledger) classify(r buffer.Row) (string, verdict) {
 	switch r.Type {
 	case "function":
 		id, ok := sampleID(r.Message)
 		if !ok {
 			// A line without an id (the sample's init line): the same
 			// record delivered twice has the same time and text.
-			return "t=" + r.Time.UTC().Format(time.RFC3339Nano) + " " + r.Message, true
+			return "t=" + r.Time.UTC().Format(time.RFC3339Nano) + " " + r.Message, line
 		}
-		if size, big := l.exp.bigs[id]; big {
-			req := strings.TrimSuffix(id, "-big")
-			if len(r.Message) != size || r.Message != bigLine(req, size) {
-				l.corrupt++
-				return "", false
+		if req, big := strings.CutSuffix(id, "-big"); big {
+			if size := l.exp.bigSize; len(r.Message) != size || r.Message != bigLine(req, size) {
+				return "", corrupt
 			}
 		}
-		return id, true
+		return id, line
 	case typeMalformed:
 		if !slices.Contains(l.exp.malformed, r.Message) {
-			l.strange++
-			return "", false
+			return "", strange
 		}
-		return "malformed:" + r.Message, true
+		return "malformed:" + r.Message, line
 	case "sluice.fallback_error":
-		l.fbErrors++
+		return "", fallbackErr
 	}
-	return "", false
+	return "", notLine
 }
 
-// addArchived counts a row read from the archive.
-func (l *ledger) addArchived(r buffer.Row) {
+// wrote records what an invocation wrote.
+func (l *ledger) wrote(w written) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if k, ok := l.key(r); ok {
-		l.archive.add(k)
+	l.exp.written = append(l.exp.written, w)
+}
+
+// posted records a function line posted directly, by its key.
+func (l *ledger) posted(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.exp.injected = append(l.exp.injected, key)
+}
+
+// postedMalformed records a raw body posted that does not parse.
+func (l *ledger) postedMalformed(body string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.exp.malformed = append(l.exp.malformed, body)
+}
+
+// countLocked adds a classified row to t. l.mu must be held.
+func (l *ledger) countLocked(t *tally, key string, v verdict) {
+	switch v {
+	case line:
+		t.add(key)
+	case corrupt:
+		l.corrupt++
+	case strange:
+		l.strange++
+	case fallbackErr:
+		l.fbErrors++
 	}
+}
+
+// addObject counts the rows of one archived object. Objects may be added
+// concurrently, once the scenario has run (rows are classified without
+// the lock, which is what makes this parallel).
+func (l *ledger) addObject(name string, data []byte) error {
+	rows, err := buffer.DecodeBatch(data)
+	if err != nil {
+		return fmt.Errorf("object %s: %w", name, err)
+	}
+	type classified struct {
+		key string
+		v   verdict
+	}
+	out := make([]classified, 0, len(rows))
+	for _, raw := range rows {
+		row, err := buffer.ParseRow(raw)
+		if err != nil {
+			return fmt.Errorf("object %s: row %.200q: %w", name, raw, err)
+		}
+		if k, v := l.classify(row); v != notLine {
+			out = append(out, classified{k, v})
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range out {
+		l.countLocked(l.archive, c.key, c.v)
+	}
+	return nil
 }
 
 // addOutputLine counts an extension output line if it is a fallback row.
-func (l *ledger) addOutputLine(line []byte) {
-	rest, ok := bytes.CutPrefix(line, []byte(fallbackPrefix))
+func (l *ledger) addOutputLine(raw []byte) {
+	rest, ok := bytes.CutPrefix(raw, []byte(fallbackPrefix))
 	if !ok {
 		return
 	}
@@ -193,9 +261,8 @@ func (l *ledger) addOutputLine(line []byte) {
 		l.badRows++
 		return
 	}
-	if k, ok := l.key(row); ok {
-		l.fallback.add(k)
-	}
+	k, v := l.classify(row)
+	l.countLocked(l.fallback, k, v)
 }
 
 // counts is one scenario's result row.

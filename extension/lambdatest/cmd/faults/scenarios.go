@@ -173,7 +173,7 @@ func scenarios() []scenario {
 				body := functionBody("split", "sample id=split-0 "+strings.Repeat("x", 4000))
 				half := len(body) / 2
 				for _, part := range []string{body[:half], body[half:]} {
-					r.exp.malformed = append(r.exp.malformed, part)
+					r.ledger.postedMalformed(part)
 					if err := r.post(part); err != nil {
 						return err
 					}
@@ -184,7 +184,8 @@ func scenarios() []scenario {
 		{
 			// One line of 1 MiB, the subscription's maxBytes: Lambda would
 			// split it across POSTs; the local platform sends it whole.
-			name: "line-1mb",
+			name:    "line-1mb",
+			bigLine: 1 << 20,
 			run: func(r *run) error {
 				if _, err := r.invoke(request{Lines: 50, JSON: true, Big: 1 << 20}); err != nil {
 					return err
@@ -201,7 +202,7 @@ func scenarios() []scenario {
 					return err
 				}
 				body := functionBody("dupbatch", "sample id=dupbatch-0 posted twice")
-				r.exp.injected = append(r.exp.injected, "dupbatch-0")
+				r.ledger.posted("dupbatch-0")
 				for range 2 {
 					if err := r.post(body); err != nil {
 						return err
