@@ -42,7 +42,7 @@ run: tools build
 ## a log storm); one accounting row per scenario, fails if a line is lost
 faults: tools build
 	CGO_ENABLED=0 $(GO) build -o layer/build/sample ./extension/lambdatest/sample
-	$(GO) run ./extension/lambdatest/cmd/faults -extension layer/build/$(HOSTARCH)/sluice -function layer/build/sample
+	$(GO) run ./extension/lambdatest/cmd/faults -extension layer/build/$(HOSTARCH)/sluice -function layer/build/sample $(FAULTS_FLAGS)
 
 ## test: the whole suite (starts versitygw itself), then the Athena proof
 test: tools

@@ -23,8 +23,11 @@ const (
 	// DefaultBuffering: up to 2*maxBytes of events plus their metadata.
 	DefaultMaxBody = 2*1048576 + 1<<20
 	// DefaultSendTimeout bounds how long a POST waits for room in the
-	// output channel before it is answered 503.
-	DefaultSendTimeout = time.Second
+	// output channel before it is answered 503. It is kept well under the
+	// time a sender gives a POST: a 503 makes Lambda send the batch again
+	// later, while a POST that times out after sluice took it would arrive
+	// twice.
+	DefaultSendTimeout = 500 * time.Millisecond
 )
 
 // sandboxHost is the name Lambda resolves inside the execution environment

@@ -52,6 +52,7 @@ func main() {
 	verbose := flag.Bool("v", false, "copy the extension's output to stderr")
 	debug := flag.Bool("debug", false, "run sluice with SLUICE_LOG_LEVEL=debug (implies -v)")
 	keep := flag.Bool("keep", false, "keep each scenario's work directory (S3 data, certificates)")
+	retry := flag.Int("retry", 0, "run a scenario that lost lines up to this many more times (its earlier rows go to stderr); for shared machines where the platform, the function and S3 compete with sluice for the same cores")
 	var vars varList
 	flag.Var(&vars, "var", "NAME=VALUE for the extension in every scenario, after the scenario's own (repeatable), e.g. -var SLUICE_FLUSH=invoke")
 	flag.Parse()
@@ -61,13 +62,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(runAll(ctx, options{extension: *ext, function: *fn, only: *only, verbose: *verbose || *debug, debug: *debug, keep: *keep, vars: vars}))
+	os.Exit(runAll(ctx, options{extension: *ext, function: *fn, only: *only, verbose: *verbose || *debug, debug: *debug, keep: *keep, vars: vars, retry: *retry}))
 }
 
 type options struct {
 	extension, function, only string
 	verbose, debug, keep      bool
 	vars                      []string
+	retry                     int
 }
 
 // varList is a repeatable NAME=VALUE flag.
@@ -112,6 +114,10 @@ func runAll(ctx context.Context, o options) int {
 		}
 		fmt.Fprintf(os.Stderr, "--- fault=%s\n", sc.name)
 		row, lost, err := runScenario(ctx, sc, o)
+		for try := 1; try <= o.retry && err == nil && lost != 0 && ctx.Err() == nil; try++ {
+			fmt.Fprintf(os.Stderr, "faults: %s lost lines, running it again (%d of %d): %s\n", sc.name, try, o.retry, row)
+			row, lost, err = runScenario(ctx, sc, o)
+		}
 		if err != nil {
 			fmt.Printf("fault=%s error=%q\n", sc.name, err.Error())
 			status = 1
