@@ -13,9 +13,6 @@ const (
 	DefaultMaxAge   = 60 * time.Second
 )
 
-// Ext is the file extension of the batches a Batcher seals.
-const Ext = ".json.zst"
-
 const (
 	// chunkSize is how many bytes of rows gather before they are handed to
 	// the compressor: one Write per row would cost more than the row itself.
@@ -36,6 +33,10 @@ type Limits struct {
 	// MaxAge seals the batch once this much wall-clock time has passed
 	// since its first Add (default 60s).
 	MaxAge time.Duration
+	// Format is how batches are encoded (default FormatNDJSONZstd).
+	// MaxBytes counts NDJSON bytes whatever the format, so that a batch
+	// holds the same rows in each.
+	Format Format
 }
 
 // encoderOptions favours speed and little memory over ratio: the
@@ -56,11 +57,15 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxAge <= 0 {
 		l.MaxAge = DefaultMaxAge
 	}
+	if l.Format > FormatParquet {
+		l.Format = FormatNDJSONZstd
+	}
 	return l
 }
 
-// Batcher encodes records into NDJSON rows and streams them through zstd
-// into one open batch, which it seals by size, by age or at an hour boundary.
+// Batcher encodes records into one open batch in its Limits' Format (NDJSON
+// rows streamed through zstd or gzip, or a Parquet file), which it seals by
+// size, by age or at an hour boundary.
 // It is owned by a single goroutine and does no I/O: the owner feeds it with
 // Add, collects the batches Add seals, arms a timer with UntilNext and, when
 // it fires and Due reports true, calls Seal:
@@ -84,9 +89,10 @@ type Batcher struct {
 	lim  Limits
 	now  func() time.Time
 	meta []byte // pre-encoded function and version keys
-	enc  *zstd.Encoder
+	enc  compressor
+	pq   *pqWriter // instead of enc and chunk for FormatParquet
 
-	chunk []byte // rows not yet written to enc
+	chunk []byte // rows not yet written to enc; with pq, the row just added
 
 	// The open batch; out is nil when none is open.
 	out      *bytes.Buffer
@@ -107,17 +113,19 @@ func NewBatcher(meta Meta, lim Limits, now func() time.Time) *Batcher {
 	if now == nil {
 		now = time.Now
 	}
-	// Concurrency 1 compresses synchronously on the caller's goroutine, so
-	// the Batcher starts no goroutines and needs no Close. The options are
-	// constants, so NewWriter cannot fail (TestEncoderOptions checks).
-	enc, _ := zstd.NewWriter(nil, encoderOptions()...)
-	return &Batcher{
-		lim:   lim.withDefaults(),
-		now:   now,
-		meta:  metaKeys(meta),
-		enc:   enc,
-		chunk: make([]byte, 0, chunkSize+chunkSize/4),
+	b := &Batcher{
+		lim:  lim.withDefaults(),
+		now:  now,
+		meta: metaKeys(meta),
 	}
+	if b.lim.Format == FormatParquet {
+		b.pq = newPQWriter(meta)
+		b.chunk = make([]byte, 0, 4<<10)
+	} else {
+		b.enc = newCompressor(b.lim.Format)
+		b.chunk = make([]byte, 0, chunkSize+chunkSize/4)
+	}
+	return b
 }
 
 // Add appends r to the open batch, opening one if needed, and returns the
@@ -137,6 +145,9 @@ func (b *Batcher) Add(r *Record) []*Batch {
 	}
 	if b.out == nil {
 		b.open(t)
+	}
+	if b.pq != nil {
+		return b.addParquet(r, t, sealed)
 	}
 	mark := len(b.chunk)
 	b.chunk = appendRowMeta(b.chunk, b.meta, r)
@@ -158,6 +169,30 @@ func (b *Batcher) Add(r *Record) []*Batch {
 	}
 	if len(b.chunk) >= chunkSize {
 		b.flushChunk()
+	}
+	if b.raw >= b.lim.MaxBytes {
+		sealed = append(sealed, b.seal())
+	}
+	return sealed
+}
+
+// addParquet is Add for FormatParquet. The NDJSON row is encoded only for
+// its length, which is what MaxBytes and RawBytes count.
+func (b *Batcher) addParquet(r *Record, t time.Time, sealed []*Batch) []*Batch {
+	b.chunk = appendRowMeta(b.chunk[:0], b.meta, r)
+	n := len(b.chunk)
+	if cap(b.chunk) > maxChunkCap {
+		b.chunk = make([]byte, 0, 4<<10)
+	}
+	if n >= b.lim.MaxBytes && b.records > 0 {
+		sealed = append(sealed, b.seal())
+		b.open(t)
+	}
+	b.pq.add(r, n)
+	b.records++
+	b.raw += n
+	if r.Type == "function" {
+		b.lines++
 	}
 	if b.raw >= b.lim.MaxBytes {
 		sealed = append(sealed, b.seal())
@@ -190,9 +225,10 @@ func (b *Batcher) Seal() *Batch {
 	return b.seal()
 }
 
-// Len reports the open batch's records, uncompressed bytes and compressed
-// bytes so far. The compressed count lags: the compressor holds up to a block
-// and the Batcher up to a chunk of rows before they reach it.
+// Len reports the open batch's records, uncompressed (NDJSON) bytes and
+// compressed bytes so far. The compressed count lags: the compressor holds up
+// to a block and the Batcher up to a chunk of rows before they reach it; a
+// Parquet file counts only its complete row groups.
 func (b *Batcher) Len() (records, rawBytes, compressedBytes int) {
 	if b.out == nil {
 		return 0, 0, 0
@@ -203,7 +239,11 @@ func (b *Batcher) Len() (records, rawBytes, compressedBytes int) {
 func (b *Batcher) open(t time.Time) {
 	hint := min(max(b.sizeHint+b.sizeHint/16, 4<<10), b.lim.MaxBytes)
 	b.out = bytes.NewBuffer(make([]byte, 0, hint))
-	b.enc.Reset(b.out)
+	if b.pq != nil {
+		b.pq.reset(b.out)
+	} else {
+		b.enc.Reset(b.out)
+	}
 	b.opened = b.now()
 	b.start = t
 	b.hour = t.Truncate(time.Hour)
@@ -222,8 +262,15 @@ func (b *Batcher) flushChunk() {
 }
 
 func (b *Batcher) seal() *Batch {
-	b.flushChunk()
-	_ = b.enc.Close() // cannot fail, see flushChunk
+	if b.pq != nil {
+		// Nothing the writer is given can fail it: every value fits its
+		// column and the output is memory. An error would be a parquet-go
+		// bug; the batch's decoders then report the file as damaged.
+		_ = b.pq.close()
+	} else {
+		b.flushChunk()
+		_ = b.enc.Close() // cannot fail, see flushChunk
+	}
 	data := b.out.Bytes()
 	// The queue caps memory by len(Data); a buffer that grew by doubling
 	// could hold nearly twice that, so give back the slack when it is large.
@@ -235,7 +282,7 @@ func (b *Batcher) seal() *Batch {
 		Seq:      b.seq,
 		Start:    b.start,
 		Data:     data,
-		Ext:      Ext,
+		Ext:      b.lim.Format.Ext(),
 		Records:  b.records,
 		Lines:    b.lines,
 		RawBytes: b.raw,

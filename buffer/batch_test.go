@@ -3,12 +3,14 @@ package buffer
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -16,7 +18,16 @@ func TestEncoderOptions(t *testing.T) {
 	if _, err := zstd.NewWriter(nil, encoderOptions()...); err != nil {
 		t.Fatalf("zstd.NewWriter(encoderOptions): %v", err)
 	}
+	if _, err := zstd.NewWriter(nil, pqEncoderOptions()...); err != nil {
+		t.Fatalf("zstd.NewWriter(pqEncoderOptions): %v", err)
+	}
+	if _, err := gzip.NewWriterLevel(nil, gzipLevel); err != nil {
+		t.Fatalf("gzip.NewWriterLevel(%d): %v", gzipLevel, err)
+	}
 }
+
+// formats are the formats every Batcher test runs in.
+var formats = []Format{FormatNDJSONZstd, FormatNDJSONGzip, FormatParquet}
 
 // fixedClock is a wall clock for tests that do not exercise age.
 func fixedClock() time.Time { return testTime }
@@ -58,12 +69,6 @@ func summarize(bs []*Batch) []summary {
 func TestBatcherAdd(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 22, 59, 59, 999_000_000, time.UTC)
 	t1 := t0.Add(time.Millisecond) // the next hour
-	type add struct {
-		size int       // row size in bytes
-		at   time.Time // record time
-		typ  string    // record type; "function" when empty
-		want []summary // batches Add returns
-	}
 	tests := []struct {
 		name     string
 		maxBytes int
@@ -159,40 +164,65 @@ func TestBatcherAdd(t *testing.T) {
 			},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := NewBatcher(testMeta, Limits{MaxBytes: tt.maxBytes}, fixedClock)
-			var all []*Batch
-			for i, a := range tt.adds {
-				typ := a.typ
-				if typ == "" {
-					typ = "function"
-				}
-				r := textRecord(t, typ, a.size, a.at)
-				got := b.Add(r)
-				if diff := cmp.Diff(a.want, summarize(got)); diff != "" {
-					t.Errorf("Add #%d (%d bytes) sealed mismatch (-want +got):\n%s", i, a.size, diff)
-				}
-				all = append(all, got...)
-			}
-			got := b.Seal()
-			if got != nil {
-				all = append(all, got)
-			}
-			var gotFinal *summary
-			if got != nil {
-				gotFinal = &summarize([]*Batch{got})[0]
-			}
-			if diff := cmp.Diff(tt.final, gotFinal); diff != "" {
-				t.Errorf("final Seal mismatch (-want +got):\n%s", diff)
-			}
-			if s := b.Seal(); s != nil {
-				t.Errorf("second Seal = batch %d, want nil", s.Seq)
-			}
-			for _, bt := range all {
-				checkBatch(t, bt)
-			}
-		})
+	for _, f := range formats {
+		for _, tt := range tests {
+			t.Run(f.String()+"/"+tt.name, func(t *testing.T) {
+				testBatcherAdd(t, f, tt.maxBytes, tt.adds, tt.final)
+			})
+		}
+	}
+}
+
+type add struct {
+	size int       // row size in bytes
+	at   time.Time // record time
+	typ  string    // record type; "function" when empty
+	want []summary // batches Add returns
+}
+
+// withExt sets the Ext of every summary to ext: the tables say Ext.
+func withExt(ss []summary, ext string) []summary {
+	out := slices.Clone(ss)
+	for i := range out {
+		out[i].Ext = ext
+	}
+	return out
+}
+
+func testBatcherAdd(t *testing.T, f Format, maxBytes int, adds []add, final *summary) {
+	b := NewBatcher(testMeta, Limits{MaxBytes: maxBytes, Format: f}, fixedClock)
+	var all []*Batch
+	for i, a := range adds {
+		typ := a.typ
+		if typ == "" {
+			typ = "function"
+		}
+		r := textRecord(t, typ, a.size, a.at)
+		got := b.Add(r)
+		if diff := cmp.Diff(withExt(a.want, f.Ext()), summarize(got)); diff != "" {
+			t.Errorf("Add #%d (%d bytes) sealed mismatch (-want +got):\n%s", i, a.size, diff)
+		}
+		all = append(all, got...)
+	}
+	got := b.Seal()
+	if got != nil {
+		all = append(all, got)
+	}
+	var gotFinal, wantFinal *summary
+	if got != nil {
+		gotFinal = &summarize([]*Batch{got})[0]
+	}
+	if final != nil {
+		wantFinal = &withExt([]summary{*final}, f.Ext())[0]
+	}
+	if diff := cmp.Diff(wantFinal, gotFinal); diff != "" {
+		t.Errorf("final Seal mismatch (-want +got):\n%s", diff)
+	}
+	if s := b.Seal(); s != nil {
+		t.Errorf("second Seal = batch %d, want nil", s.Seq)
+	}
+	for _, bt := range all {
+		checkBatch(t, bt)
 	}
 }
 
@@ -220,6 +250,13 @@ func checkBatch(t *testing.T, bt *Batch) {
 	if len(lines) != bt.Records || raw != bt.RawBytes || fn != bt.Lines {
 		t.Errorf("batch %d says %d records, %d bytes, %d lines; holds %d, %d, %d",
 			bt.Seq, bt.Records, bt.RawBytes, bt.Lines, len(lines), raw, fn)
+	}
+	f := DetectFormat(bt.Data)
+	if f.Ext() != bt.Ext {
+		t.Errorf("batch %d: Ext %q holds %s data", bt.Seq, bt.Ext, f)
+	}
+	if f != FormatNDJSONZstd {
+		return
 	}
 	var h zstd.Header
 	if err := h.Decode(bt.Data); err != nil {
@@ -284,7 +321,13 @@ func TestBatcherSealByAge(t *testing.T) {
 }
 
 func TestBatcherLen(t *testing.T) {
-	b := NewBatcher(testMeta, Limits{}, fixedClock)
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) { testBatcherLen(t, f) })
+	}
+}
+
+func testBatcherLen(t *testing.T, f Format) {
+	b := NewBatcher(testMeta, Limits{Format: f}, fixedClock)
 	if r, raw, c := b.Len(); r != 0 || raw != 0 || c != 0 {
 		t.Errorf("Len of a new Batcher = %d, %d, %d; want zeros", r, raw, c)
 	}
@@ -293,7 +336,13 @@ func TestBatcherLen(t *testing.T) {
 		b.Add(r)
 	}
 	recs, raw, comp := b.Len()
-	if recs != 300 || raw != 300*500 || comp <= 0 || comp >= raw {
+	switch {
+	case f == FormatParquet:
+		// The row group is still open: nothing is written yet.
+		if recs != 300 || raw != 300*500 || comp != 0 {
+			t.Errorf("Len = %d, %d, %d; want 300, %d, 0", recs, raw, comp, 300*500)
+		}
+	case recs != 300 || raw != 300*500 || comp <= 0 || comp >= raw:
 		t.Errorf("Len = %d, %d, %d; want 300, %d, and 0 < compressed < raw", recs, raw, comp, 300*500)
 	}
 	bt := b.Seal()
@@ -310,14 +359,23 @@ func TestBatcherDefaults(t *testing.T) {
 	if b.lim != (Limits{MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge}) {
 		t.Errorf("limits = %+v, want the defaults", b.lim)
 	}
+	if b := NewBatcher(testMeta, Limits{Format: 200}, fixedClock); b.lim.Format != FormatNDJSONZstd {
+		t.Errorf("unknown format became %v, want %v", b.lim.Format, FormatNDJSONZstd)
+	}
 }
 
 // TestBatcherRoundTrip feeds random records through several batches, so the
 // encoder is reused, rows cross chunk and block boundaries and seals come
 // from size, hour and Seal, and checks every row comes back in order.
 func TestBatcherRoundTrip(t *testing.T) {
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) { testBatcherRoundTrip(t, f) })
+	}
+}
+
+func testBatcherRoundTrip(t *testing.T, f Format) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	b := NewBatcher(testMeta, Limits{MaxBytes: 300 << 10}, fixedClock)
+	b := NewBatcher(testMeta, Limits{MaxBytes: 300 << 10, Format: f}, fixedClock)
 	var want []Row
 	var batches []*Batch
 	at := testTime
@@ -377,7 +435,13 @@ func TestBatcherAddAllocs(t *testing.T) {
 }
 
 func TestBatcherCompressedSlack(t *testing.T) {
-	b := NewBatcher(testMeta, Limits{MaxBytes: 1 << 20}, fixedClock)
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) { testBatcherCompressedSlack(t, f) })
+	}
+}
+
+func testBatcherCompressedSlack(t *testing.T, f Format) {
+	b := NewBatcher(testMeta, Limits{MaxBytes: 1 << 20, Format: f}, fixedClock)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for i := range 10 {
 		r := randRecord(rng)

@@ -109,30 +109,36 @@ func BenchmarkBatcher(b *testing.B) {
 	for i := range recs {
 		total += len(AppendRow(nil, testMeta, &recs[i]))
 	}
-	for _, maxBytes := range []int{1 << 20, DefaultMaxBytes} {
-		b.Run(fmt.Sprintf("max=%dMiB", maxBytes>>20), func(b *testing.B) {
-			bt := NewBatcher(testMeta, Limits{MaxBytes: maxBytes}, fixedClock)
-			b.SetBytes(int64(total / len(recs)))
-			b.ReportAllocs()
-			var raw, comp, batches int
-			i := 0
-			for b.Loop() {
-				for _, s := range bt.Add(&recs[i]) {
-					raw += s.RawBytes
-					comp += len(s.Data)
-					batches++
-				}
-				if i++; i == len(recs) {
-					i = 0
-				}
-			}
-			if s := bt.Seal(); s != nil {
-				raw += s.RawBytes
-				comp += len(s.Data)
-				batches++
-			}
-			b.ReportMetric(float64(raw)/float64(comp), "ratio")
-			b.ReportMetric(float64(batches), "batches")
-		})
+	for _, f := range formats {
+		for _, maxBytes := range []int{1 << 20, DefaultMaxBytes} {
+			b.Run(fmt.Sprintf("%s/max=%dMiB", f, maxBytes>>20), func(b *testing.B) {
+				benchBatcher(b, recs, total, f, maxBytes)
+			})
+		}
 	}
+}
+
+func benchBatcher(b *testing.B, recs []Record, total int, f Format, maxBytes int) {
+	bt := NewBatcher(testMeta, Limits{MaxBytes: maxBytes, Format: f}, fixedClock)
+	b.SetBytes(int64(total / len(recs)))
+	b.ReportAllocs()
+	var raw, comp, batches int
+	i := 0
+	for b.Loop() {
+		for _, s := range bt.Add(&recs[i]) {
+			raw += s.RawBytes
+			comp += len(s.Data)
+			batches++
+		}
+		if i++; i == len(recs) {
+			i = 0
+		}
+	}
+	if s := bt.Seal(); s != nil {
+		raw += s.RawBytes
+		comp += len(s.Data)
+		batches++
+	}
+	b.ReportMetric(float64(raw)/float64(comp), "ratio")
+	b.ReportMetric(float64(batches), "batches")
 }

@@ -7,17 +7,17 @@ import (
 	"fmt"
 	"io"
 	"iter"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // maxDecodeWindow rejects frames that would make the decoder allocate more
 // than a Batcher's window calls for; spilled files may be damaged.
 const maxDecodeWindow = 8 << 20
 
-// Rows yields the NDJSON lines of a sealed batch, without their trailing
-// newline, decompressing as it goes so that only about one line and the
-// decoder's window are in memory. A yielded line is only valid until the next
+// Rows yields the NDJSON lines of a sealed batch in any Format, without
+// their trailing newline, decoding as it goes (see NewReader) so that only
+// about one line and the decoder's window are in memory. A Parquet batch
+// yields the rows AppendRow writes for its records, byte for byte what the
+// NDJSON formats would hold. A yielded line is only valid until the next
 // iteration. A decoding error is yielded once, with a nil line, and ends the
 // sequence; lines before it were intact.
 func Rows(b *Batch) iter.Seq2[[]byte, error] {
@@ -27,11 +27,7 @@ func Rows(b *Batch) iter.Seq2[[]byte, error] {
 // rows is Rows; op names the operation in errors.
 func rows(data []byte, op string) iter.Seq2[[]byte, error] {
 	return func(yield func([]byte, error) bool) {
-		dec, err := zstd.NewReader(bytes.NewReader(data),
-			zstd.WithDecoderConcurrency(1),
-			zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(maxDecodeWindow),
-		)
+		dec, err := NewReader(data)
 		if err != nil {
 			yield(nil, fmt.Errorf("%s: %w", op, err))
 			return
@@ -65,8 +61,9 @@ func rows(data []byte, op string) iter.Seq2[[]byte, error] {
 	}
 }
 
-// DecodeBatch returns the NDJSON lines of compressed batch data, each without
-// its trailing newline. Unlike Rows it holds every line in memory at once.
+// DecodeBatch returns the NDJSON lines of sealed batch data in any Format,
+// each without its trailing newline. Unlike Rows it holds every line in
+// memory at once.
 func DecodeBatch(data []byte) ([][]byte, error) {
 	var lines [][]byte
 	for line, err := range rows(data, "decode batch") {

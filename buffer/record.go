@@ -1,6 +1,7 @@
 // Package buffer turns telemetry records into sealed, compressed batches:
-// flat NDJSON rows, streamed through zstd, sealed at a size or an age bound,
-// with the memory held by unsent batches capped.
+// flat rows (NDJSON through zstd or gzip, or Parquet), sealed at a size, an
+// age or an hour bound, with the memory held by unsent batches capped; and
+// it levels, samples and redacts the lines on the way.
 package buffer
 
 import (
@@ -44,8 +45,8 @@ type Batch struct {
 	Env      string
 	Seq      uint64
 	Start    time.Time // time of the batch's first record, UTC; picks the partition
-	Data     []byte    // the compressed NDJSON
-	Ext      string    // file extension, e.g. ".json.zst"
+	Data     []byte    // the encoded batch: compressed NDJSON or a Parquet file
+	Ext      string    // file extension: ".json.zst", ".json.gz" or ".parquet"
 	Records  int       // rows in the batch
 	Lines    int       // rows of type "function" (the function's own log lines)
 	RawBytes int       // uncompressed NDJSON bytes

@@ -43,6 +43,7 @@ type Config struct {
 	Policy   buffer.Policy    // SLUICE_SAMPLE_RATE, SLUICE_KEEP_LEVEL, SLUICE_MIN_LEVEL, SLUICE_MAX_LINES_PER_INVOKE
 	Redactor *buffer.Redactor // SLUICE_REDACT, SLUICE_REDACT_PATTERNS; nil when off
 	Platform PlatformFilter   // SLUICE_PLATFORM
+	Format   buffer.Format    // SLUICE_FORMAT, SLUICE_COMPRESSION
 }
 
 // Sink is the parsed SLUICE_SINK: s3://bucket/prefix or file:///dir.
@@ -254,6 +255,12 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 
+	if f, err := buffer.ParseFormat(getenv("SLUICE_FORMAT"), getenv("SLUICE_COMPRESSION")); err != nil {
+		errs = append(errs, fmt.Errorf("SLUICE_FORMAT=%q SLUICE_COMPRESSION=%q: %w", getenv("SLUICE_FORMAT"), getenv("SLUICE_COMPRESSION"), err))
+	} else {
+		c.Format = f
+	}
+
 	if v := getenv("SLUICE_PLATFORM"); v != "" {
 		f, err := parsePlatformFilter(v)
 		if err != nil {
@@ -282,6 +289,7 @@ var KnownVars = []string{
 	"SLUICE_SPILL_DIR", "SLUICE_SPILL_MAX_BYTES", "SLUICE_MEMORY_LIMIT_MB",
 	"SLUICE_SAMPLE_RATE", "SLUICE_KEEP_LEVEL", "SLUICE_MIN_LEVEL", "SLUICE_MAX_LINES_PER_INVOKE",
 	"SLUICE_REDACT", "SLUICE_REDACT_PATTERNS", "SLUICE_PLATFORM",
+	"SLUICE_FORMAT", "SLUICE_COMPRESSION",
 }
 
 // PlatformFilter says which platform.* events are archived.

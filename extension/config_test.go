@@ -118,6 +118,8 @@ func TestLoadErrors(t *testing.T) {
 		{"SLUICE_REDACT_PATTERNS", "(unclosed", `SLUICE_REDACT_PATTERNS="(unclosed"`},
 		{"SLUICE_REDACT_PATTERNS", `["ok", "(bad"]`, `SLUICE_REDACT_PATTERNS=`},
 		{"SLUICE_PLATFORM", "report,everything", `SLUICE_PLATFORM="report,everything": unknown event "everything"`},
+		{"SLUICE_FORMAT", "csv", `SLUICE_FORMAT="csv"`},
+		{"SLUICE_COMPRESSION", "brotli", `SLUICE_COMPRESSION="brotli"`},
 		{"SLUICE_SPILL_DIR", "spill", `SLUICE_SPILL_DIR="spill": want an absolute directory`},
 		{"SLUICE_SPILL_MAX_BYTES", "big", `SLUICE_SPILL_MAX_BYTES="big"`},
 		{"SLUICE_MEMORY_LIMIT_MB", "8", `SLUICE_MEMORY_LIMIT_MB="8": want a whole number`},
@@ -201,6 +203,9 @@ func TestLoadPolicy(t *testing.T) {
 		if got.Platform.Keep(&buffer.Record{Type: typ, Status: "success"}) != keep {
 			t.Errorf("Platform.Keep(%s) = %v, want %v", typ, !keep, keep)
 		}
+	}
+	if gz, err := Load(env(map[string]string{"SLUICE_SINK": "s3://bucket", "SLUICE_COMPRESSION": "gzip"})); err != nil || gz.Format != buffer.FormatNDJSONGzip {
+		t.Errorf("SLUICE_COMPRESSION=gzip gives %v, %v; want ndjson+gzip", gz.Format, err)
 	}
 	if off, _ := Load(env(map[string]string{"SLUICE_SINK": "s3://bucket", "SLUICE_KEEP_LEVEL": "off"})); off.Policy.KeepLevel != buffer.LevelOff {
 		t.Errorf("SLUICE_KEEP_LEVEL=off gives %v, want OFF", off.Policy.KeepLevel)

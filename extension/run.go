@@ -72,7 +72,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() { served <- r.Telemetry.Serve(lctx, recs) }()
 
 	p := newPipeline(recs,
-		buffer.NewBatcher(r.Meta, buffer.Limits{MaxBytes: r.Config.BatchMaxBytes, MaxAge: r.Config.BatchMaxAge}, time.Now),
+		buffer.NewBatcher(r.Meta, buffer.Limits{MaxBytes: r.Config.BatchMaxBytes, MaxAge: r.Config.BatchMaxAge, Format: r.Config.Format}, time.Now),
 		buffer.NewQueue(r.Config.BufferMaxBytes),
 		r.evict, &r.c)
 	p.stager = buffer.NewStager(r.Config.Policy, r.Config.Redactor)

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/sluice-logs/sluice/buffer"
 )
 
@@ -26,10 +24,6 @@ const fallbackMark = `"sluice":"fallback"`
 // to the same stream cannot land in the middle of one; longer rows stream
 // through in pieces and are never held whole.
 const fallbackChunk = 64 << 10
-
-// maxDecodeWindow matches what the batcher's encoder may use; a damaged
-// frame asking for more is refused rather than allocated.
-const maxDecodeWindow = 8 << 20
 
 // Fallback is the last-resort Sink: it writes each row of a batch to w
 // (stdout, which reaches CloudWatch Logs when the role allows it) as one
@@ -55,9 +49,10 @@ func (f *Fallback) Rows() int64 { return f.rows.Load() }
 // Close does nothing: w belongs to the caller. It is idempotent.
 func (f *Fallback) Close(context.Context) error { return nil }
 
-// Write decompresses b and writes its rows. It streams: besides the
-// decoder's window it holds two buffers of fallbackChunk bytes, whatever
-// the size of a row. It fails only when w does. A damaged batch is not an
+// Write decodes b, in any buffer.Format, and writes its rows as NDJSON. It
+// streams: besides the decoder's state (a window, or a few hundred Parquet
+// rows) it holds two buffers of fallbackChunk bytes, whatever the size of a
+// row. It fails only when w does. A damaged batch is not an
 // error: what decodes is written, then a row of type "sluice.fallback_error"
 // that says what was lost.
 func (f *Fallback) Write(_ context.Context, b *buffer.Batch) error {
@@ -95,14 +90,10 @@ type fallbackStream struct {
 	esc   escaper
 }
 
-// copy streams the rows of compressed data to the output. It returns the
+// copy streams the rows of batch data to the output. It returns the
 // decoding error, if any; write errors are in s.err.
 func (s *fallbackStream) copy(data []byte) error {
-	dec, err := zstd.NewReader(bytes.NewReader(data),
-		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(maxDecodeWindow),
-	)
+	dec, err := buffer.NewReader(data)
 	if err != nil {
 		return fmt.Errorf("decode batch: %w", err)
 	}

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-logs/sluice/buffer"
 )
 
 func TestFallbackWrite(t *testing.T) {
@@ -354,4 +357,56 @@ func FuzzEscaper(f *testing.F) {
 			t.Errorf("escape(%q) cut at %d,%d = %q, want %q", in, i, j, got2, want2)
 		}
 	})
+}
+
+// Batches in every format reach stdout as the same NDJSON rows, and a
+// damaged one of any format is reported, not fatal.
+func TestFallbackFormats(t *testing.T) {
+	meta := buffer.Meta{Function: "f", Version: "$LATEST"}
+	recs := []buffer.Record{
+		{Time: testStart, Type: "function", Message: "plain line"},
+		{Time: testStart.Add(time.Millisecond), Type: "function", Level: "ERROR", RequestID: "r-1",
+			Message: "with \"quotes\" and é", Fields: json.RawMessage(`{"orderId":42}`)},
+		{Time: testStart.Add(2 * time.Millisecond), Type: "platform.report", RequestID: "r-1", Status: "success",
+			Metrics: &buffer.Metrics{DurationMs: 12.5, BilledDurationMs: 13, MemorySizeMB: 128, MaxMemoryUsedMB: 70}},
+		{Time: testStart.Add(3 * time.Millisecond), Type: "function", Message: strings.Repeat("long ", 40<<10)},
+	}
+	var want []string
+	for i := range recs {
+		row := strings.TrimSuffix(string(buffer.AppendRow(nil, meta, &recs[i])), "\n")
+		want = append(want, `{"sluice":"fallback",`+row[1:])
+	}
+	for _, format := range []buffer.Format{buffer.FormatNDJSONZstd, buffer.FormatNDJSONGzip, buffer.FormatParquet} {
+		t.Run(format.String(), func(t *testing.T) {
+			bt := buffer.NewBatcher(meta, buffer.Limits{Format: format}, func() time.Time { return testStart })
+			for i := range recs {
+				if s := bt.Add(&recs[i]); len(s) > 0 {
+					t.Fatalf("Add sealed %d batches", len(s))
+				}
+			}
+			b := bt.Seal()
+			var out bytes.Buffer
+			f := NewFallback(&out)
+			if err := f.Write(t.Context(), b); err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			if diff := cmp.Diff(want, lines(out.String())); diff != "" {
+				t.Errorf("output mismatch (-want +got):\n%s", diff)
+			}
+			if f.Rows() != int64(len(want)) {
+				t.Errorf("Rows() = %d, want %d", f.Rows(), len(want))
+			}
+
+			b.Data = b.Data[:len(b.Data)/2]
+			out.Reset()
+			if err := f.Write(t.Context(), b); err != nil {
+				t.Fatalf("Write of a damaged batch: %v", err)
+			}
+			got := lines(out.String())
+			if len(got) == 0 || !strings.Contains(got[len(got)-1], `"type":"sluice.fallback_error"`) {
+				t.Fatalf("damaged batch: want an error row last; got %d lines", len(got))
+			}
+			checkJSON(t, got[len(got)-1:]) // a row cut by the damage may end its line unfinished
+		})
+	}
 }

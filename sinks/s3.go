@@ -32,6 +32,14 @@ import (
 // clients that fetch an object decompress it behind the caller's back.
 const contentType = "application/x-ndjson"
 
+// contentTypeOf is contentType, or Parquet's media type for Parquet batches.
+func contentTypeOf(b *buffer.Batch) string {
+	if b.Ext == buffer.ExtParquet {
+		return "application/vnd.apache.parquet"
+	}
+	return contentType
+}
+
 // SDK retry bounds. The extension retries across invocations itself, so the
 // SDK only smooths over a blip; a long SDK backoff would hold up
 // /event/next and so the function's billed duration.
@@ -87,7 +95,7 @@ func (s *S3) Write(ctx context.Context, b *buffer.Batch) error {
 		// with a trailing checksum, and a retry can rewind it.
 		Body:              bytes.NewReader(b.Data),
 		ContentLength:     aws.Int64(int64(len(b.Data))),
-		ContentType:       aws.String(contentType),
+		ContentType:       aws.String(contentTypeOf(b)),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
 		IfNoneMatch:       aws.String("*"),
 	}

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"os"
@@ -21,7 +22,6 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/sluice-logs/sluice/buffer"
 	"github.com/sluice-logs/sluice/extension/telemetry"
@@ -29,8 +29,9 @@ import (
 )
 
 // The test stands DuckDB in for Athena: it derives the table from
-// logs_ndjson.sql, writes an archive with the extension's own decoder,
-// batcher and directory sink, and runs queries.sql over it.
+// logs_ndjson.sql or logs_parquet.sql, writes an archive in each format with
+// the extension's own decoder, batcher and directory sink, and runs
+// queries.sql and compaction.sql over it.
 
 const (
 	prefix    = "logs/sluice" // SLUICE_S3_PREFIX of the test archive
@@ -41,6 +42,24 @@ const (
 
 // now is Athena's clock for the test's queries.
 var now = time.Date(2026, 12, 1, 0, 30, 0, 0, time.UTC)
+
+// formats are the archive formats the proof runs for, and ddlFiles the
+// table each is read through.
+var (
+	formats  = []buffer.Format{buffer.FormatNDJSONZstd, buffer.FormatNDJSONGzip, buffer.FormatParquet}
+	ddlFiles = map[buffer.Format]string{
+		buffer.FormatNDJSONZstd: "logs_ndjson.sql",
+		buffer.FormatNDJSONGzip: "logs_ndjson.sql", // Athena takes the codec from the extension
+		buffer.FormatParquet:    "logs_parquet.sql",
+	}
+	// viewQuery names the statement of queries.sql that defines sluice_logs_v
+	// over each format's table.
+	viewQuery = map[buffer.Format]string{
+		buffer.FormatNDJSONZstd: "sluice_logs_v",
+		buffer.FormatNDJSONGzip: "sluice_logs_v",
+		buffer.FormatParquet:    "sluice_logs_v_parquet",
+	}
+)
 
 // servedByPartition lists the columns AppendRow writes that the table takes
 // from a partition key instead: Athena forbids a data column and a partition
@@ -280,16 +299,16 @@ func scenario() []environment {
 }
 
 // writeArchive runs each environment's telemetry through the decoder, the
-// batcher and the directory sink, as the extension does, and returns the
-// rows in the order they were written.
-func writeArchive(t *testing.T, root string, envs []environment) []written {
+// batcher and the directory sink, as the extension does, writing batches in
+// format f, and returns the rows in the order they were written.
+func writeArchive(t *testing.T, root string, envs []environment, f buffer.Format) []written {
 	t.Helper()
 	ctx := context.Background()
 	var all []written
 	for _, e := range envs {
 		meta := buffer.Meta{Function: e.fn, Version: "$LATEST"}
 		// Small batches, so that partitions hold several objects.
-		b := buffer.NewBatcher(meta, buffer.Limits{MaxBytes: 16 << 10, MaxAge: time.Hour}, func() time.Time { return now })
+		b := buffer.NewBatcher(meta, buffer.Limits{MaxBytes: 16 << 10, MaxAge: time.Hour, Format: f}, func() time.Time { return now })
 		sink := sinks.NewDir(root, sinks.Layout{Prefix: prefix, Function: e.fn, Env: e.env})
 		var dec telemetry.Decoder
 		var batches []*buffer.Batch
@@ -338,28 +357,29 @@ func writeArchive(t *testing.T, root string, envs []environment) []written {
 		if s := b.Seal(); s != nil {
 			batches = append(batches, s)
 		}
-		// The batches must hold exactly the rows AppendRow writes, in order.
+		// The batches must hold exactly the rows AppendRow writes, in order
+		// (Parquet ones once decoded back to rows).
 		var want, got []byte
 		for i := range rows {
 			want = buffer.AppendRow(want, meta, &rows[i].rec)
 		}
-		zr, err := zstd.NewReader(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		for _, bt := range batches {
-			plain, err := zr.DecodeAll(bt.Data, nil)
+			if bt.Ext != f.Ext() || buffer.DetectFormat(bt.Data) != f {
+				t.Fatalf("batch %d: Ext %q, data %v; want %v", bt.Seq, bt.Ext, buffer.DetectFormat(bt.Data), f)
+			}
+			lines, err := buffer.DecodeBatch(bt.Data)
 			if err != nil {
 				t.Fatalf("batch %d: %v", bt.Seq, err)
 			}
-			got = append(got, plain...)
+			for _, l := range lines {
+				got = append(append(got, l...), '\n')
+			}
 			if err := sink.Write(ctx, bt); err != nil {
 				t.Fatal(err)
 			}
 		}
-		zr.Close()
 		if !bytes.Equal(got, want) {
-			t.Fatalf("%s: batches hold other bytes than AppendRow writes", e.env)
+			t.Fatalf("%s: batches hold other rows than AppendRow writes", e.env)
 		}
 		all = append(all, rows...)
 	}
@@ -380,9 +400,9 @@ func duckColumns(t *testing.T, cols []column) string {
 	return "{" + strings.Join(parts, ", ") + "}"
 }
 
-func readDDL(t *testing.T) *table {
+func readDDL(t *testing.T, name string) *table {
 	t.Helper()
-	src, err := os.ReadFile("logs_ndjson.sql")
+	src, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,10 +447,21 @@ func rowTags() (names []string, kinds map[string]reflect.Type) {
 	return names, kinds
 }
 
-// TestDDLMatchesWriter fails when AppendRow writes a column the table lacks,
-// or the table declares one AppendRow never writes, or the types disagree.
+// ddlTimeType is the Athena type each table declares "time" as: the NDJSON
+// table keeps the writer's string (see README), the Parquet file stores a
+// TIMESTAMP.
+var ddlTimeType = map[string]string{"logs_ndjson.sql": "string", "logs_parquet.sql": "timestamp"}
+
+// TestDDLMatchesWriter fails when AppendRow writes a column a table lacks,
+// or a table declares one AppendRow never writes, or the types disagree.
 func TestDDLMatchesWriter(t *testing.T) {
-	tbl := readDDL(t)
+	for _, name := range slices.Sorted(maps.Keys(ddlTimeType)) {
+		t.Run(name, func(t *testing.T) { testDDLMatchesWriter(t, name) })
+	}
+}
+
+func testDDLMatchesWriter(t *testing.T, ddl string) {
+	tbl := readDDL(t, ddl)
 	names, kinds := rowTags()
 
 	var wantCols []string
@@ -488,7 +519,7 @@ func TestDDLMatchesWriter(t *testing.T) {
 		reflect.TypeFor[string]():    {"string", "varchar"},
 		reflect.TypeFor[float64]():   {"double"},
 		reflect.TypeFor[int64]():     {"bigint"},
-		reflect.TypeFor[time.Time](): {"string"}, // see README: kept a string, parsed by the view
+		reflect.TypeFor[time.Time](): {ddlTimeType[ddl]},
 	}
 	for _, c := range append(slices.Clone(tbl.Columns), tbl.Partitions...) {
 		k, ok := kinds[c.Name]
@@ -502,12 +533,22 @@ func TestDDLMatchesWriter(t *testing.T) {
 	}
 }
 
-// TestProjectionMatchesKeys renders storage.location.template with the
-// projection's own formats and checks it against sinks.Layout.Key.
+// TestProjectionMatchesKeys renders each table's storage.location.template
+// with the projection's own formats and checks it against sinks.Layout.Key
+// for the batches the table reads.
 func TestProjectionMatchesKeys(t *testing.T) {
-	tbl := readDDL(t)
-	if tbl.SerDe != "org.apache.hive.hcatalog.data.JsonSerDe" {
-		t.Errorf("SerDe = %q, want the Hive JSON SerDe", tbl.SerDe)
+	for _, f := range []buffer.Format{buffer.FormatNDJSONZstd, buffer.FormatNDJSONGzip, buffer.FormatParquet} {
+		t.Run(f.String(), func(t *testing.T) { testProjectionMatchesKeys(t, f) })
+	}
+}
+
+func testProjectionMatchesKeys(t *testing.T, f buffer.Format) {
+	tbl := readDDL(t, ddlFiles[f])
+	switch {
+	case f == buffer.FormatParquet && (tbl.StoredAs != "parquet" || tbl.SerDe != ""):
+		t.Errorf("STORED AS %q, SerDe %q; want STORED AS PARQUET", tbl.StoredAs, tbl.SerDe)
+	case f != buffer.FormatParquet && (tbl.SerDe != "org.apache.hive.hcatalog.data.JsonSerDe" || tbl.StoredAs != ""):
+		t.Errorf("SerDe = %q, STORED AS %q; want the Hive JSON SerDe", tbl.SerDe, tbl.StoredAs)
 	}
 	p := tbl.Props
 	if p["projection.enabled"] != "true" {
@@ -564,7 +605,7 @@ func TestProjectionMatchesKeys(t *testing.T) {
 				"${dt}", start.Format(layout),
 				"${hour}", fmt.Sprintf("%0*d", digits, start.Hour()))
 			dir := prefix + "/" + r.Replace(base)
-			key := sinks.Layout{Prefix: prefix, Function: "orders-api", Env: "e"}.Key(&buffer.Batch{Seq: 1, Start: start, Ext: buffer.Ext})
+			key := sinks.Layout{Prefix: prefix, Function: "orders-api", Env: "e"}.Key(&buffer.Batch{Seq: 1, Start: start, Ext: f.Ext()})
 			if !strings.HasPrefix(key, dir) || strings.Contains(key[len(dir):], "/") {
 				t.Errorf("Key() = %q, not an object directly in projected partition %q", key, dir)
 			}
@@ -596,20 +637,36 @@ func intRange(t *testing.T, s string) (int, int) {
 }
 
 // archive is the written archive opened in DuckDB with the table the DDL
-// declares as the view sluice_logs.
+// of its format declares, as a view of the table's name.
 type archive struct {
-	db   *sql.DB
-	tbl  *table
-	rows []written
-	root string
+	db     *sql.DB
+	format buffer.Format
+	tbl    *table
+	rows   []written
+	root   string
+	// compacted is set for Parquet files that compaction.sql wrote: they
+	// lack the "function" column, as Athena's INSERT INTO leaves partition
+	// keys to the path.
+	compacted bool
 }
 
-func openArchive(t *testing.T) *archive {
-	t.Helper()
-	tbl := readDDL(t)
-	root := t.TempDir()
-	rows := writeArchive(t, root, scenario())
+// glob matches the archive's objects.
+func (a *archive) glob() string {
+	return filepath.ToSlash(filepath.Join(a.root, prefix)) + "/**/*" + a.format.Ext()
+}
 
+func openArchive(t *testing.T, f buffer.Format) *archive {
+	t.Helper()
+	a := &archive{format: f, tbl: readDDL(t, ddlFiles[f]), root: t.TempDir()}
+	a.rows = writeArchive(t, a.root, scenario(), f)
+	a.db = openDuckDB(t)
+	a.createTable(t, a.tbl, a.glob())
+	return a
+}
+
+// openDuckDB opens a DuckDB set up as the queries expect Athena to be.
+func openDuckDB(t *testing.T) *sql.DB {
+	t.Helper()
 	db, err := sql.Open("duckdb", "")
 	if err != nil {
 		t.Fatal(err)
@@ -620,13 +677,55 @@ func openArchive(t *testing.T) *archive {
 	for _, m := range macros {
 		mustExec(t, db, fmt.Sprintf("CREATE MACRO %s AS %s", m.athena, m.duckdb))
 	}
+	return db
+}
+
+// createTable creates tbl as a view over the objects glob matches: the
+// data columns the DDL declares, with its types, and the partition keys
+// from the Hive-style path, as Athena reads them.
+func (a *archive) createTable(t *testing.T, tbl *table, glob string) {
+	t.Helper()
 	hiveTypes := duckColumns(t, tbl.Partitions)
-	glob := filepath.ToSlash(filepath.Join(root, prefix)) + "/**/*" + buffer.Ext
-	mustExec(t, db, fmt.Sprintf(`CREATE VIEW %s AS SELECT * FROM read_json('%s',
-		format = 'newline_delimited', columns = %s,
-		hive_partitioning = true, hive_types = %s)`,
-		tbl.Name, glob, duckColumns(t, tbl.Columns), hiveTypes))
-	return &archive{db: db, tbl: tbl, rows: rows, root: root}
+	if tbl.StoredAs != "parquet" {
+		mustExec(t, a.db, fmt.Sprintf(`CREATE VIEW %s AS SELECT * FROM read_json('%s',
+			format = 'newline_delimited', columns = %s,
+			hive_partitioning = true, hive_types = %s)`,
+			tbl.Name, glob, duckColumns(t, tbl.Columns), hiveTypes))
+		return
+	}
+	// read_parquet takes the files' own schema. Athena maps Parquet columns
+	// to the table's by name and fails on a type it cannot read, so every
+	// declared column must be in the files with a type that reads as the
+	// declared one; then the view casts to exactly that type.
+	src := fmt.Sprintf("read_parquet('%s', hive_partitioning = true, hive_types = %s)", glob, hiveTypes)
+	fileTypes := map[string]string{}
+	for _, m := range queryAll(t, a.db, "DESCRIBE SELECT * FROM "+src) {
+		fileTypes[m["column_name"].(string)] = m["column_type"].(string)
+	}
+	var sel []string
+	for _, c := range tbl.Columns {
+		got, ok := fileTypes[c.Name]
+		if !ok {
+			t.Fatalf("%s: column %s is in no Parquet file", tbl.Name, c.Name)
+		}
+		if !slices.Contains(parquetReads[c.Type], got) {
+			t.Errorf("%s: column %s is %s in the files; Athena type %s reads %v", tbl.Name, c.Name, got, c.Type, parquetReads[c.Type])
+		}
+		sel = append(sel, fmt.Sprintf(`CAST("%s" AS %s) AS "%s"`, c.Name, duckTypes[c.Type], c.Name))
+	}
+	for _, c := range tbl.Partitions {
+		sel = append(sel, `"`+c.Name+`"`) // from the path: DuckDB, like Athena, prefers it to a file column
+	}
+	mustExec(t, a.db, fmt.Sprintf("CREATE VIEW %s AS SELECT %s FROM %s", tbl.Name, strings.Join(sel, ", "), src))
+}
+
+// parquetReads maps the Athena types the Parquet DDL may use to the DuckDB
+// types of the Parquet columns that Athena reads as them.
+var parquetReads = map[string][]string{
+	"string":    {"VARCHAR"},
+	"double":    {"DOUBLE"},
+	"bigint":    {"BIGINT"},
+	"timestamp": {"TIMESTAMP WITH TIME ZONE", "TIMESTAMP"}, // INT64 TIMESTAMP, UTC-adjusted or not
 }
 
 func mustExec(t *testing.T, db *sql.DB, q string) {
@@ -695,9 +794,9 @@ func num(t *testing.T, v any) float64 {
 func dtOf(r written) string   { return r.rec.Time.UTC().Format("2006-01-02") }
 func hourOf(r written) string { return r.rec.Time.UTC().Format("15") }
 
-// expectedValue is the value a column must read as: what ParseRow reads back
-// from the written line, with an absent key as NULL.
-func expectedValue(r written, col string) any {
+// expectedValue is the value a column of Athena type typ must read as: what
+// ParseRow reads back from the written line, with an absent key as NULL.
+func expectedValue(r written, col, typ string) any {
 	rv := reflect.ValueOf(r.row)
 	rt := rv.Type()
 	for i := range rt.NumField() {
@@ -710,6 +809,9 @@ func expectedValue(r written, col string) any {
 			return nil
 		}
 		if tm, ok := v.Interface().(time.Time); ok {
+			if typ == "timestamp" {
+				return tm.UTC()
+			}
 			return tm.UTC().Format(timeShape)
 		}
 		return v.Interface()
@@ -718,9 +820,15 @@ func expectedValue(r written, col string) any {
 }
 
 // TestArchiveReads reads every row back through the derived table and
-// compares each column, the partitions and the per-partition counts.
+// compares each column, the partitions and the per-partition counts, for
+// each format.
 func TestArchiveReads(t *testing.T) {
-	a := openArchive(t)
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) { testArchiveReads(t, openArchive(t, f)) })
+	}
+}
+
+func testArchiveReads(t *testing.T, a *archive) {
 	if len(a.rows) < 40 {
 		t.Fatalf("scenario wrote %d rows; the test expects a realistic set", len(a.rows))
 	}
@@ -742,7 +850,7 @@ func TestArchiveReads(t *testing.T) {
 	for _, r := range a.rows {
 		m := map[string]any{}
 		for _, c := range a.tbl.Columns {
-			m[c.Name] = expectedValue(r, c.Name)
+			m[c.Name] = expectedValue(r, c.Name, c.Type)
 		}
 		m["function"], m["dt"], m["hour"] = r.fn, dtOf(r), hourOf(r)
 		want = append(want, m)
@@ -761,7 +869,7 @@ func TestArchiveReads(t *testing.T) {
 		wantCount[r.fn+"/"+dtOf(r)+"/"+hourOf(r)]++
 	}
 	gotCount := map[string]int64{}
-	for _, m := range queryAll(t, a.db, `SELECT "function", dt, hour, count(*) AS n FROM sluice_logs GROUP BY ALL`) {
+	for _, m := range queryAll(t, a.db, `SELECT "function", dt, hour, count(*) AS n FROM `+a.tbl.Name+` GROUP BY ALL`) {
 		gotCount[fmt.Sprint(m["function"], "/", m["dt"], "/", m["hour"])] = int64(num(t, m["n"]))
 	}
 	if diff := cmp.Diff(wantCount, gotCount); diff != "" {
@@ -772,18 +880,26 @@ func TestArchiveReads(t *testing.T) {
 	}
 
 	// The time strings parse as the instants written.
-	for _, m := range queryAll(t, a.db, `SELECT "time" AS s, from_iso8601_timestamp("time") AS t FROM sluice_logs`) {
-		s, _ := m["s"].(string)
-		tm, ok := m["t"].(time.Time)
-		if !ok || tm.UTC().Format(timeShape) != s {
-			t.Errorf("time %q parses as %v", s, m["t"])
+	if a.format != buffer.FormatParquet {
+		for _, m := range queryAll(t, a.db, `SELECT "time" AS s, from_iso8601_timestamp("time") AS t FROM `+a.tbl.Name) {
+			s, _ := m["s"].(string)
+			tm, ok := m["t"].(time.Time)
+			if !ok || tm.UTC().Format(timeShape) != s {
+				t.Errorf("time %q parses as %v", s, m["t"])
+			}
 		}
 	}
 
+	if a.compacted {
+		return
+	}
 	// Every row's own function key equals its object's function= partition.
-	raw := queryAll(t, a.db, fmt.Sprintf(`SELECT "function" AS f, filename FROM read_json('%s',
-		format = 'newline_delimited', columns = {'function': 'VARCHAR'}, hive_partitioning = false, filename = true)`,
-		filepath.ToSlash(filepath.Join(a.root, prefix))+"/**/*"+buffer.Ext))
+	src := fmt.Sprintf(`read_json('%s', format = 'newline_delimited', columns = {'function': 'VARCHAR'},
+		hive_partitioning = false, filename = true)`, a.glob())
+	if a.format == buffer.FormatParquet {
+		src = fmt.Sprintf(`read_parquet('%s', hive_partitioning = false, filename = true)`, a.glob())
+	}
+	raw := queryAll(t, a.db, `SELECT "function" AS f, filename FROM `+src)
 	if len(raw) != len(a.rows) {
 		t.Errorf("read %d rows without partitioning, want %d", len(raw), len(a.rows))
 	}
@@ -818,8 +934,9 @@ func sqlList(vs ...string) string {
 	return "'" + strings.Join(vs, "', '") + "'"
 }
 
+// TestQueries runs every query of queries.sql over the archive in each
+// format, through the view that format's table gets.
 func TestQueries(t *testing.T) {
-	a := openArchive(t)
 	qs := readQueries(t)
 	used := map[string]bool{}
 	for _, q := range qs {
@@ -845,7 +962,7 @@ func TestQueries(t *testing.T) {
 			t.Errorf("macro %s is used by no query: drop it", name)
 		}
 	}
-	want := []string{"sluice_logs_v", "errors_last_hour", "request_lines", "cold_starts", "init_phases", "cost_per_function_day", "lost_telemetry"}
+	want := []string{"sluice_logs_v", "sluice_logs_v_parquet", "errors_last_hour", "request_lines", "cold_starts", "init_phases", "cost_per_function_day", "lost_telemetry"}
 	for _, n := range want {
 		if _, ok := qs[n]; !ok {
 			t.Errorf("queries.sql lacks %s", n)
@@ -854,6 +971,21 @@ func TestQueries(t *testing.T) {
 	if len(qs) != len(want) {
 		t.Errorf("queries.sql has %d queries, the test knows %d: test the new one", len(qs), len(want))
 	}
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) { testQueries(t, openArchive(t, f), qs) })
+	}
+}
+
+// timeKey renders a time column's value, a timestamp or the writer's
+// string, as the writer's string.
+func timeKey(v any) string {
+	if tm, ok := v.(time.Time); ok {
+		return tm.UTC().Format(timeShape)
+	}
+	return fmt.Sprint(v)
+}
+
+func testQueries(t *testing.T, a *archive, qs map[string]string) {
 	days := map[string]string{"'<DT_FROM>'": "'" + dtFrom + "'", "'<DT_TO>'": "'" + dtTo + "'"}
 	both := sqlList("orders-api", "thumbnailer")
 	withDays := func(m map[string]string) map[string]string {
@@ -864,7 +996,7 @@ func TestQueries(t *testing.T) {
 	}
 
 	t.Run("sluice_logs_v", func(t *testing.T) {
-		a.runQuery(t, qs["sluice_logs_v"], nil)
+		a.runQuery(t, qs[viewQuery[a.format]], nil)
 		got := queryAll(t, a.db, `SELECT "time", type, message FROM sluice_logs_v WHERE "function" = 'orders-api'`)
 		n := 0
 		for _, r := range a.rows {
@@ -908,7 +1040,7 @@ func TestQueries(t *testing.T) {
 			var gotKeys []string
 			for _, m := range got {
 				msg, _ := m["message"].(string)
-				gotKeys = append(gotKeys, fmt.Sprint(m["time"], " ", m["type"], " ", msg))
+				gotKeys = append(gotKeys, timeKey(m["time"])+fmt.Sprint(" ", m["type"], " ", msg))
 			}
 			if len(want) < 3 {
 				t.Fatalf("%s: only %d errors in the last hour; the scenario should have more", fn, len(want))
@@ -936,7 +1068,7 @@ func TestQueries(t *testing.T) {
 			}
 			for i, m := range got {
 				msg, _ := m["message"].(string)
-				gotKeys = append(gotKeys, fmt.Sprint(m["time"], " ", m["type"], " ", msg))
+				gotKeys = append(gotKeys, timeKey(m["time"])+fmt.Sprint(" ", m["type"], " ", msg))
 				if i > 0 && gotKeys[i] < gotKeys[i-1][:len(timeShape)] {
 					t.Errorf("%s: rows out of time order at %d", tc.req, i)
 				}
@@ -1121,4 +1253,93 @@ func TestTimeLooksLikeWriter(t *testing.T) {
 			t.Errorf("AppendRow writes %s for %v; the table expects RFC 3339 UTC with milliseconds", head, tm)
 		}
 	}
+}
+
+// TestDDLsAgree keeps the two tables interchangeable: the same columns in
+// the same order (types differ only where the file format says so), the
+// same partitions, projection and location template.
+func TestDDLsAgree(t *testing.T) {
+	nd, pq := readDDL(t, "logs_ndjson.sql"), readDDL(t, "logs_parquet.sql")
+	names := func(cs []column) (out []string) {
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	if diff := cmp.Diff(names(nd.Columns), names(pq.Columns)); diff != "" {
+		t.Errorf("data columns differ (-ndjson +parquet):\n%s", diff)
+	}
+	for i, c := range nd.Columns {
+		if p := pq.Columns[min(i, len(pq.Columns)-1)]; c.Type != p.Type && c.Name != "time" {
+			t.Errorf("column %s: %s in NDJSON, %s in Parquet", c.Name, c.Type, p.Type)
+		}
+	}
+	if diff := cmp.Diff(nd.Partitions, pq.Partitions); diff != "" {
+		t.Errorf("partitions differ (-ndjson +parquet):\n%s", diff)
+	}
+	projection := func(p map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range p {
+			if strings.HasPrefix(k, "projection.") || k == "storage.location.template" {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	if diff := cmp.Diff(projection(nd.Props), projection(pq.Props)); diff != "" {
+		t.Errorf("projection differs (-ndjson +parquet):\n%s", diff)
+	}
+	if nd.Location != pq.Location {
+		t.Errorf("LOCATION %q vs %q: the placeholders should read alike", nd.Location, pq.Location)
+	}
+	if pq.Props["parquet.compression"] != "ZSTD" {
+		t.Errorf("parquet.compression = %q, want ZSTD: what compaction writes", pq.Props["parquet.compression"])
+	}
+}
+
+// TestCompaction runs compaction.sql for every function and day of the
+// NDJSON archive and reads the result through logs_parquet.sql: every row,
+// every column, and every query of queries.sql. DuckDB cannot INSERT INTO a
+// Hive-partitioned table, so the INSERT becomes COPY ... PARTITION_BY, which
+// writes the Hive-style function=/dt=/hour= paths Athena's INSERT INTO
+// writes under the table's LOCATION.
+func TestCompaction(t *testing.T) {
+	src, err := os.ReadFile("compaction.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts, err := parseQueries(string(src))
+	if err != nil || len(stmts) != 1 || stmts[0].Name != "compact_day" {
+		t.Fatalf("compaction.sql: want one statement named compact_day; got %v, %v", stmts, err)
+	}
+	pqTbl := readDDL(t, "logs_parquet.sql")
+	head, sel, _ := strings.Cut(stmts[0].SQL, "\n")
+	if want := "INSERT INTO " + pqTbl.Name; strings.TrimSpace(head) != want {
+		t.Fatalf("compact_day starts %q, want %q", head, want)
+	}
+
+	a := openArchive(t, buffer.FormatNDJSONZstd)
+	out := &archive{db: a.db, format: buffer.FormatParquet, tbl: pqTbl, rows: a.rows, root: t.TempDir(), compacted: true}
+	dir := filepath.Join(out.root, prefix)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	days := map[[2]string]bool{}
+	for _, r := range a.rows {
+		days[[2]string{r.fn, dtOf(r)}] = true
+	}
+	for day := range days {
+		q := strings.NewReplacer("'<FUNCTION>'", sqlList(day[0]), "'<DT>'", sqlList(day[1])).Replace(sel)
+		for _, rw := range rewrites {
+			q = strings.ReplaceAll(q, rw.athena, rw.duckdb)
+		}
+		if strings.Contains(q, "'<") {
+			t.Fatalf("placeholder left in compact_day:\n%s", q)
+		}
+		mustExec(t, a.db, fmt.Sprintf(`COPY (%s) TO '%s'
+			(FORMAT parquet, COMPRESSION zstd, PARTITION_BY ("function", dt, hour), APPEND true)`, q, filepath.ToSlash(dir)))
+	}
+	out.createTable(t, pqTbl, out.glob())
+	t.Run("rows", func(t *testing.T) { testArchiveReads(t, out) })
+	t.Run("queries", func(t *testing.T) { testQueries(t, out, readQueries(t)) })
 }

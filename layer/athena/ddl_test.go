@@ -16,6 +16,7 @@ type table struct {
 	Partitions []column
 	SerDe      string
 	SerDeProps map[string]string
+	StoredAs   string // lower case; empty when the DDL names a SerDe instead
 	Location   string
 	Props      map[string]string // TBLPROPERTIES
 }
@@ -25,7 +26,7 @@ type column struct {
 }
 
 // parseTable parses the one CREATE EXTERNAL TABLE statement in src. It knows
-// the subset of Hive DDL that logs_ndjson.sql uses and fails on anything else,
+// the subset of Hive DDL that logs_*.sql use and fails on anything else,
 // so that a clause added to the DDL is either understood or noticed.
 func parseTable(src string) (*table, error) {
 	toks, err := tokenize(src)
@@ -208,6 +209,15 @@ func (p *parser) table() (*table, error) {
 					return nil, err
 				}
 			}
+		case p.isKeyword("STORED"):
+			if err := p.keywords("STORED", "AS"); err != nil {
+				return nil, err
+			}
+			w := p.next()
+			if w.kind != tWord {
+				return nil, fmt.Errorf("STORED AS: want a format, got %q", w.text)
+			}
+			t.StoredAs = strings.ToLower(w.text)
 		case p.isKeyword("LOCATION"):
 			p.next()
 			if t.Location, err = p.str(); err != nil {
@@ -335,6 +345,12 @@ TBLPROPERTIES ('projection.enabled'='true', 'x'='${dt}');`,
 				Props:      map[string]string{"projection.enabled": "true", "x": "${dt}"},
 			},
 		},
+		{
+			name: "stored as",
+			src:  "CREATE EXTERNAL TABLE t (`time` timestamp) STORED AS PARQUET LOCATION 's3://b/'",
+			want: &table{Name: "t", Columns: []column{{"time", "timestamp"}}, StoredAs: "parquet", Location: "s3://b/"},
+		},
+		{name: "stored as nothing", src: `CREATE EXTERNAL TABLE t (a string) STORED AS 'x'`, wantErr: true},
 		{name: "complex type", src: `CREATE EXTERNAL TABLE t (a struct<b:string>)`, wantErr: true},
 		{name: "unknown clause", src: `CREATE EXTERNAL TABLE t (a string) CLUSTERED BY (a)`, wantErr: true},
 		{name: "duplicate column", src: `CREATE EXTERNAL TABLE t (a string, A int)`, wantErr: true},
@@ -367,7 +383,7 @@ type query struct {
 }
 
 // parseQueries splits src at "-- name: X" lines; each statement runs to the
-// ';' that ends a line.
+// ';' that ends a line that is not a comment.
 func parseQueries(src string) ([]query, error) {
 	var qs []query
 	var cur *query
@@ -385,7 +401,7 @@ func parseQueries(src string) ([]query, error) {
 			continue
 		}
 		cur.SQL += line
-		if strings.HasSuffix(trimmed, ";") {
+		if strings.HasSuffix(trimmed, ";") && !strings.HasPrefix(trimmed, "--") {
 			cur.SQL = strings.TrimSuffix(strings.TrimSpace(cur.SQL), ";")
 			cur = nil
 		}

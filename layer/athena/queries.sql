@@ -1,7 +1,16 @@
--- Example Athena queries over the sluice_logs table (logs_ndjson.sql).
+-- Example Athena queries over the sluice archive, in either format.
+--
+-- Create the view sluice_logs_v first, once: with the statement named
+-- sluice_logs_v over the NDJSON table (logs_ndjson.sql), or the one named
+-- sluice_logs_v_parquet over the Parquet table (logs_parquet.sql). Both give
+-- the same columns with "time" a timestamp, so every other query below runs
+-- unchanged on either format. Athena expands a view into the query before it
+-- prunes partitions, so filters on "function", dt and hour still select the
+-- partitions to read.
 --
 -- Each query starts with a "-- name:" line; athena_test.go runs every one of
--- them against files written by the extension's own code. Replace the quoted
+-- them against files written by the extension's own code, in each format.
+-- Replace the quoted
 -- placeholders before running: '<FUNCTION>' (a function name; function is an
 -- injected partition key, so every query must name the function or list
 -- several with IN), '<REQUEST_ID>', and '<DT_FROM>' / '<DT_TO>' (UTC days,
@@ -9,9 +18,9 @@
 -- every projected day since 2024-01-01.
 
 -- name: sluice_logs_v
--- The table with "time" as a proper timestamp (timestamp(3), UTC wall clock).
--- The table keeps it a string so that a row can never fail to parse; string
--- comparison on it is chronological too, as the format is fixed-width.
+-- The NDJSON table with "time" as a proper timestamp (timestamp(3), UTC wall
+-- clock). The table keeps it a string so that a row can never fail to parse;
+-- string comparison on it is chronological too, as the format is fixed-width.
 CREATE OR REPLACE VIEW sluice_logs_v AS
 SELECT
   CAST(from_iso8601_timestamp("time") AS timestamp) AS "time",
@@ -35,6 +44,32 @@ SELECT
   hour
 FROM sluice_logs;
 
+-- name: sluice_logs_v_parquet
+-- The same view over the Parquet table, whose "time" already is a
+-- timestamp(3). Run this one instead of the above for a Parquet archive.
+CREATE OR REPLACE VIEW sluice_logs_v AS
+SELECT
+  "time",
+  type,
+  "function",
+  version,
+  request_id,
+  level,
+  message,
+  status,
+  error_type,
+  duration_ms,
+  billed_duration_ms,
+  init_duration_ms,
+  restore_duration_ms,
+  memory_size_mb,
+  max_memory_used_mb,
+  produced_bytes,
+  fields,
+  dt,
+  hour
+FROM sluice_logs_parquet;
+
 -- name: errors_last_hour
 -- Errors of one function in the last hour: log lines at ERROR or above,
 -- invocations and init phases that did not succeed, and the rows that say
@@ -42,10 +77,10 @@ FROM sluice_logs;
 -- so their level is read from the usual runtime prefixes
 -- ("[ERROR]\t..." from Python, "...\tERROR\t..." from Node.js).
 SELECT "time", type, request_id, level, status, error_type, message, fields
-FROM sluice_logs
+FROM sluice_logs_v
 WHERE "function" = '<FUNCTION>'
   AND dt >= date_format(current_timestamp - INTERVAL '1' HOUR, '%Y-%m-%d')
-  AND from_iso8601_timestamp("time") >= current_timestamp - INTERVAL '1' HOUR
+  AND "time" >= current_timestamp - INTERVAL '1' HOUR
   AND (
        level IN ('ERROR', 'FATAL', 'CRITICAL')
     OR status IN ('failure', 'error', 'timeout')
@@ -61,7 +96,7 @@ ORDER BY "time";
 -- the runtime printed the id into the line (Node.js and Python's logging
 -- prefix do; a bare print() does not, and is not found).
 SELECT "time", type, level, status, message, fields
-FROM sluice_logs
+FROM sluice_logs_v
 WHERE "function" = '<FUNCTION>'
   AND dt BETWEEN '<DT_FROM>' AND '<DT_TO>'
   AND (request_id = '<REQUEST_ID>'
@@ -76,7 +111,7 @@ SELECT "function", dt,
        count(init_duration_ms) AS cold_starts,
        avg(init_duration_ms) AS avg_init_ms,
        max(init_duration_ms) AS max_init_ms
-FROM sluice_logs
+FROM sluice_logs_v
 WHERE "function" IN ('<FUNCTION>')
   AND dt BETWEEN '<DT_FROM>' AND '<DT_TO>'
   AND type = 'platform.report'
@@ -92,7 +127,7 @@ SELECT "function", dt, status,
        count(*) AS inits,
        avg(duration_ms) AS avg_init_ms,
        max(duration_ms) AS max_init_ms
-FROM sluice_logs
+FROM sluice_logs_v
 WHERE "function" IN ('<FUNCTION>')
   AND dt BETWEEN '<DT_FROM>' AND '<DT_TO>'
   AND type = 'platform.initReport'
@@ -122,7 +157,7 @@ usage AS (
   SELECT "function", dt,
          count(*) AS requests,
          sum(billed_duration_ms / 1000.0 * memory_size_mb / 1024.0) AS gb_seconds
-  FROM sluice_logs
+  FROM sluice_logs_v
   WHERE "function" IN ('<FUNCTION>')
     AND dt BETWEEN '<DT_FROM>' AND '<DT_TO>'
     AND type = 'platform.report'
@@ -145,7 +180,7 @@ SELECT "function", dt,
        sum(CASE WHEN type = 'platform.logsDropped'
                 THEN CAST(json_extract_scalar(fields, '$.droppedBytes') AS bigint) END) AS dropped_bytes,
        count_if(type = 'sluice.malformed') AS malformed_bodies
-FROM sluice_logs
+FROM sluice_logs_v
 WHERE "function" IN ('<FUNCTION>')
   AND dt BETWEEN '<DT_FROM>' AND '<DT_TO>'
   AND type IN ('platform.logsDropped', 'sluice.malformed')
