@@ -57,7 +57,7 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxAge <= 0 {
 		l.MaxAge = DefaultMaxAge
 	}
-	if l.Format > FormatParquet {
+	if l.Format > FormatParquet || (l.Format == FormatParquet && !ParquetBuilt) {
 		l.Format = FormatNDJSONZstd
 	}
 	return l

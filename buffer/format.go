@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -79,6 +80,9 @@ func ParseFormat(format, compression string) (Format, error) {
 	case "parquet":
 		if c == "gzip" {
 			return 0, fmt.Errorf("parse format: compression %q with format %q: Parquet pages are always zstd", compression, format)
+		}
+		if !ParquetBuilt {
+			return 0, fmt.Errorf("parse format: format %q: %w", format, errNoParquet)
 		}
 		return FormatParquet, nil
 	}
@@ -162,3 +166,6 @@ func (z zstdReadCloser) Close() error {
 	z.Decoder.Close()
 	return nil
 }
+
+// errNoParquet is the answer of a build without Parquet support.
+var errNoParquet = errors.New("this build of sluice has no Parquet support: use the sluice-parquet layer (built with -tags parquet)")
