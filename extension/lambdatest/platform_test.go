@@ -576,7 +576,7 @@ func TestInitFailures(t *testing.T) {
 		errorType string
 		message   string
 	}{
-		{"init error", Config{Env: []string{"TESTEXT_INIT_ERROR=SLUICE_BUCKET is not set"}}, "testext", "Extension.ConfigInvalid", "SLUICE_BUCKET is not set"},
+		{"init error", Config{Env: []string{"TESTEXT_INIT_ERROR=EXAMPLE_BUCKET is not set"}}, "testext", "Extension.ConfigInvalid", "EXAMPLE_BUCKET is not set"},
 		{"exit during init", Config{Env: []string{"TESTEXT_EXIT_AT=register"}}, "testext", "Extension.ExitError", "exit status 3"},
 		{"wrong name", Config{Env: []string{"TESTEXT_NAME=other"}}, "testext", "Extension.ExitError", "exit status 1"},
 		{"no runtime", Config{Runtime: []string{"/nonexistent/bootstrap"}}, "runtime", "Runtime.InvalidEntrypoint", "nonexistent"},

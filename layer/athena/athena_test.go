@@ -34,7 +34,7 @@ import (
 // queries.sql and compaction.sql over it.
 
 const (
-	prefix    = "logs/sluice" // SLUICE_S3_PREFIX of the test archive
+	prefix    = "logs/sluice" // the path of SLUICE_SINK for the test archive
 	dtFrom    = "2026-11-30"
 	dtTo      = "2026-12-01"
 	timeShape = "2006-01-02T15:04:05.000Z"

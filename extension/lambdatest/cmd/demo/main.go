@@ -35,7 +35,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory (the archive) after the run")
 	flag.Parse()
 	if *ext == "" || *fn == "" {
-		fmt.Fprintln(os.Stderr, "usage: demo -extension SLUICE_BINARY -function BOOTSTRAP [-invocations N] [-keep]")
+		fmt.Fprintln(os.Stderr, "usage: demo -extension PATH_TO_SLUICE -function BOOTSTRAP [-invocations N] [-keep]")
 		os.Exit(2)
 	}
 	if err := run(*ext, *fn, *n, *keep); err != nil {

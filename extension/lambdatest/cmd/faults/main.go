@@ -57,7 +57,7 @@ func main() {
 	flag.Var(&vars, "var", "NAME=VALUE for the extension in every scenario, after the scenario's own (repeatable), e.g. -var SLUICE_FLUSH=invoke")
 	flag.Parse()
 	if *ext == "" || *fn == "" {
-		fmt.Fprintln(os.Stderr, "usage: faults -extension SLUICE_BINARY -function BOOTSTRAP [-only NAME[,NAME]] [-var NAME=VALUE]... [-v|-debug] [-keep]")
+		fmt.Fprintln(os.Stderr, "usage: faults -extension PATH_TO_SLUICE -function BOOTSTRAP [-only NAME[,NAME]] [-var NAME=VALUE]... [-v|-debug] [-keep]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
