@@ -142,7 +142,7 @@ func (r *Runner) invoke(ctx context.Context, p *pipeline, requestID string, dead
 		case <-done:
 		case <-ctx.Done():
 		}
-		r.upload(ctx, p, true)
+		r.upload(ctx, p, true, nil)
 		return
 	}
 	// In the background mode uploads overlap the function's own run. Once
@@ -156,10 +156,11 @@ func (r *Runner) invoke(ctx context.Context, p *pipeline, requestID string, dead
 // a failure, sealed batches go to the spill instead, so that an outage
 // costs disk rather than memory. It reports whether everything was delivered.
 //
-// When stop is given and closed, no new upload starts after the first one.
-func (r *Runner) upload(ctx context.Context, p *pipeline, force bool, stop ...<-chan struct{}) bool {
+// Once stop is closed, no new upload starts after the first one; a nil stop
+// never closes.
+func (r *Runner) upload(ctx context.Context, p *pipeline, force bool, stop <-chan struct{}) bool {
 	for n := 0; ; n++ {
-		if n > 0 && len(stop) > 0 && closed(stop[0]) {
+		if n > 0 && closed(stop) {
 			return false
 		}
 		if !r.backoff.ready(time.Now()) {
@@ -322,7 +323,7 @@ func (r *Runner) shutdown(p *pipeline, deadline time.Time) {
 		r.backoff.until = time.Time{}
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), hard)
-	delivered := r.upload(ctx, p, true)
+	delivered := r.upload(ctx, p, true, nil)
 	cancel()
 
 	if !delivered {
