@@ -14,10 +14,13 @@ import (
 	"strings"
 )
 
+// EventType is an event of the Extensions API.
+type EventType string
+
 // Event types of the Extensions API.
 const (
-	Invoke   = "INVOKE"
-	Shutdown = "SHUTDOWN"
+	Invoke   EventType = "INVOKE"
+	Shutdown EventType = "SHUTDOWN"
 )
 
 // Client speaks the Extensions API (2020-01-01) for one registered extension.
@@ -37,22 +40,27 @@ type Registration struct {
 
 // Event is an INVOKE or SHUTDOWN event from /event/next.
 type Event struct {
-	EventType          string `json:"eventType"`
-	DeadlineMs         int64  `json:"deadlineMs"`
-	RequestID          string `json:"requestId"`
-	InvokedFunctionArn string `json:"invokedFunctionArn"`
-	ShutdownReason     string `json:"shutdownReason"`
+	EventType          EventType `json:"eventType"`
+	DeadlineMs         int64     `json:"deadlineMs"`
+	RequestID          string    `json:"requestId"`
+	InvokedFunctionArn string    `json:"invokedFunctionArn"`
+	ShutdownReason     string    `json:"shutdownReason"`
+}
+
+// NewClient returns a client of the Extensions API at runtimeAPI
+// (AWS_LAMBDA_RUNTIME_API). hc must have no timeout: /event/next blocks for
+// as long as the environment is idle.
+func NewClient(hc *http.Client, runtimeAPI string) *Client {
+	return &Client{base: "http://" + runtimeAPI + "/2020-01-01/extension", hc: hc}
 }
 
 // Register registers the extension named name (the executable's file name)
-// for events. hc must have no timeout: /event/next blocks for as long as the
-// environment is idle.
-func Register(ctx context.Context, hc *http.Client, runtimeAPI, name string, events []string) (*Client, Registration, error) {
-	c := &Client{base: "http://" + runtimeAPI + "/2020-01-01/extension", hc: hc}
-	body, _ := json.Marshal(map[string][]string{"events": events})
+// for events.
+func (c *Client) Register(ctx context.Context, name string, events []EventType) (Registration, error) {
+	body, _ := json.Marshal(map[string][]EventType{"events": events})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/register", bytes.NewReader(body))
 	if err != nil {
-		return nil, Registration{}, fmt.Errorf("register: %w", err)
+		return Registration{}, fmt.Errorf("register: %w", err)
 	}
 	req.Header.Set("Lambda-Extension-Name", name)
 	req.Header.Set("Lambda-Extension-Accept-Feature", "accountId")
@@ -60,13 +68,13 @@ func Register(ctx context.Context, hc *http.Client, runtimeAPI, name string, eve
 	var reg Registration
 	resp, err := c.do(req, &reg)
 	if err != nil {
-		return nil, Registration{}, fmt.Errorf("register: %w", err)
+		return Registration{}, fmt.Errorf("register: %w", err)
 	}
 	c.id = resp.Header.Get("Lambda-Extension-Identifier")
 	if c.id == "" {
-		return nil, Registration{}, errors.New("register: no Lambda-Extension-Identifier in the answer")
+		return Registration{}, errors.New("register: no Lambda-Extension-Identifier in the answer")
 	}
-	return c, reg, nil
+	return reg, nil
 }
 
 // ID is the Lambda-Extension-Identifier the platform assigned.

@@ -66,7 +66,8 @@ func TestClient(t *testing.T) {
 	api := strings.TrimPrefix(srv.URL, "http://")
 	ctx := context.Background()
 
-	c, reg, err := Register(ctx, srv.Client(), api, "sluice", []string{Invoke, Shutdown})
+	c := NewClient(srv.Client(), api)
+	reg, err := c.Register(ctx, "sluice", []EventType{Invoke, Shutdown})
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
@@ -100,7 +101,7 @@ func TestClient(t *testing.T) {
 func TestRegisterRefused(t *testing.T) {
 	var reported []string
 	srv := fakeExtensionsAPI(t, nil, &reported)
-	_, _, err := Register(context.Background(), srv.Client(), strings.TrimPrefix(srv.URL, "http://"), "other", []string{Invoke})
+	_, err := NewClient(srv.Client(), strings.TrimPrefix(srv.URL, "http://")).Register(context.Background(), "other", []EventType{Invoke})
 	if err == nil || !strings.Contains(err.Error(), "status 403") {
 		t.Errorf("Register with a wrong name: err = %v, want status 403", err)
 	}

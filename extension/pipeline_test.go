@@ -5,31 +5,31 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sluice-logs/sluice/buffer"
+	"github.com/sluice-logs/sluice/sinks"
 )
 
 // startPipeline runs a pipeline whose batches seal at every ~64 KiB of
-// rows and whose queue holds at most queueCap compressed bytes.
-func startPipeline(t *testing.T, queueCap int) (p *pipeline, in chan []buffer.Record, evicted *[]*buffer.Batch, c *counters) {
+// rows and go to one delivery path writing to sink.
+func startPipeline(t *testing.T, sink *memSink) (p *pipeline, in chan []buffer.Record, d *sinks.Durable) {
 	t.Helper()
 	in = make(chan []buffer.Record, 8)
-	c = new(counters)
-	evicted = new([]*buffer.Batch)
+	d = sinks.NewDurable(sink, sinks.DurableOptions{Fallback: &memSink{}, Log: quiet})
+	ctx, cancel := context.WithCancel(context.Background())
+	go d.Run(ctx)
 	p = newPipeline(in,
 		buffer.NewBatcher(buffer.Meta{Function: "f", Version: "1"}, buffer.Limits{MaxBytes: 64 << 10, MaxAge: time.Hour}, nil),
-		buffer.NewQueue(queueCap),
-		func(b *buffer.Batch) { *evicted = append(*evicted, b) }, c)
-	ctx, cancel := context.WithCancel(context.Background())
+		[]Delivery{d}, &memSink{}, new(counters))
 	done := make(chan struct{})
 	go func() { defer close(done); p.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return p, in, evicted, c
+	t.Cleanup(func() { cancel(); <-done; <-d.Done() })
+	return p, in, d
 }
 
-// incompressible makes lines that zstd cannot shrink much, so that the
-// queue's cap on compressed bytes is reached quickly.
+// incompressible makes lines that zstd cannot shrink much.
 func incompressible(n, size int) []buffer.Record {
 	recs := make([]buffer.Record, n)
 	x := uint64(88172645463325252)
@@ -46,92 +46,83 @@ func incompressible(n, size int) []buffer.Record {
 	return recs
 }
 
-// At the buffer cap the oldest sealed batches leave memory through the
-// fallback; together with what is still queued they hold every line.
-func TestPipelineBufferCap(t *testing.T) {
-	const lines = 400
-	p, in, evicted, c := startPipeline(t, 256<<10)
-	in <- incompressible(lines, 4<<10) // ~1.6 MB of rows, ~1 MB compressed
-	ctx := context.Background()
-
-	var queued []*buffer.Batch
-	for b := p.take(ctx, true); b != nil; b = p.take(ctx, true) {
-		queued = append(queued, b)
-	}
-	if len(*evicted) == 0 {
-		t.Fatalf("no batch evicted with %d bytes sealed against a 256 KiB cap", c.sealed.Load())
-	}
-	if got := c.evicted.Load(); got != int64(len(*evicted)) {
-		t.Errorf("evicted counter = %d, want %d", got, len(*evicted))
-	}
-	total := 0
-	seqs := map[uint64]bool{}
-	held := 0
-	for _, b := range queued {
-		held += len(b.Data)
-	}
-	for _, b := range append(*evicted, queued...) {
-		total += b.Lines
-		if seqs[b.Seq] {
-			t.Errorf("batch %d handed out twice", b.Seq)
+// Seal hands the open batch to the delivery path; a batch that is neither
+// full nor old stays open until then.
+func TestPipelineSeal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink := &memSink{}
+		p, in, d := startPipeline(t, sink)
+		in <- []buffer.Record{{Time: time.Now(), Type: "function", Message: "one"}}
+		ctx := context.Background()
+		synctest.Wait()
+		if r := d.Deliver(ctx, nil); r.Uploaded != 0 {
+			t.Fatalf("Deliver before Seal = %+v, want nothing: the batch is open", r)
 		}
-		seqs[b.Seq] = true
-	}
-	if total != lines {
-		t.Errorf("evicted + queued batches hold %d lines, want %d", total, lines)
-	}
-	// The evicted ones are the oldest.
-	for _, e := range *evicted {
-		for _, q := range queued {
-			if e.Seq > q.Seq {
-				t.Errorf("evicted batch %d is newer than queued batch %d", e.Seq, q.Seq)
-			}
+		if !p.Seal(ctx) {
+			t.Fatal("Seal refused")
 		}
-	}
-	if held > 256<<10+70<<10 {
-		t.Errorf("queue handed out %d bytes, more than the cap plus one batch", held)
-	}
+		if r := d.Deliver(ctx, nil); r.Uploaded != 1 {
+			t.Fatalf("Deliver after Seal = %+v, want the batch", r)
+		}
+		if got := sink.messages(); len(got) != 1 || got[0] != "one" {
+			t.Errorf("sink got %q, want [one]", got)
+		}
+	})
 }
 
-// take with force seals the open batch; without it, a batch that is neither
-// full nor old stays open.
-func TestPipelineTake(t *testing.T) {
-	p, in, _, _ := startPipeline(t, 1<<20)
-	in <- []buffer.Record{{Time: time.Now(), Type: "function", Message: "one"}}
-	ctx := context.Background()
-	if b := p.take(ctx, false); b != nil {
-		t.Fatalf("take(force=false) = batch %d, want nil: nothing is due", b.Seq)
-	}
-	b := p.take(ctx, true)
-	if b == nil || b.Lines != 1 {
-		t.Fatalf("take(force=true) = %+v, want the open batch with 1 line", b)
-	}
-	if b := p.take(ctx, true); b != nil {
-		t.Errorf("take after the last batch = batch %d, want nil", b.Seq)
-	}
+// The age bound seals by itself.
+func TestPipelineAgeSeal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink := &memSink{}
+		_, in, d := startPipeline(t, sink)
+		in <- []buffer.Record{{Time: time.Now(), Type: "function", Message: "old"}}
+		time.Sleep(time.Hour + time.Second)
+		synctest.Wait()
+		if r := d.Deliver(context.Background(), nil); r.Uploaded != 1 {
+			t.Errorf("Deliver after the age bound = %+v, want the sealed batch", r)
+		}
+	})
 }
 
 // The per-invoke flush waits for the invocation's runtimeDone, including
 // one that arrived before the wait began.
 func TestPipelineRuntimeDone(t *testing.T) {
-	p, in, _, _ := startPipeline(t, 1<<20)
-	ctx := context.Background()
-	in <- []buffer.Record{{Time: time.Now(), Type: "platform.runtimeDone", RequestID: "early"}}
-	select {
-	case <-p.runtimeDone(ctx, "early"):
-	case <-time.After(5 * time.Second):
-		t.Fatal("runtimeDone seen before the wait was not remembered")
-	}
-	ch := p.runtimeDone(ctx, "late")
-	select {
-	case <-ch:
-		t.Fatal("runtimeDone(late) closed before its record arrived")
-	default:
-	}
-	in <- []buffer.Record{{Time: time.Now(), Type: "platform.runtimeDone", RequestID: "late"}}
-	select {
-	case <-ch:
-	case <-time.After(5 * time.Second):
-		t.Fatal("runtimeDone(late) not closed after its record arrived")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		p, in, _ := startPipeline(t, &memSink{})
+		ctx := context.Background()
+		in <- []buffer.Record{{Time: time.Now(), Type: "platform.runtimeDone", RequestID: "early"}}
+		synctest.Wait()
+		if !isClosed(p.AwaitRuntimeDone(ctx, "early").Done()) {
+			t.Fatal("runtimeDone seen before the wait was not remembered")
+		}
+		late := p.AwaitRuntimeDone(ctx, "late")
+		if isClosed(late.Done()) {
+			t.Fatal("runtimeDone(late) closed before its record arrived")
+		}
+		in <- []buffer.Record{{Time: time.Now(), Type: "platform.runtimeDone", RequestID: "late"}}
+		synctest.Wait()
+		if !isClosed(late.Done()) {
+			t.Fatal("runtimeDone(late) not closed after its record arrived")
+		}
+	})
+}
+
+// A wait whose caller gave up is still closed once, by the pipeline alone
+// (defect: the caller closed it too and the pipeline's later close
+// panicked).
+func TestPipelineAbandonedWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, in, _ := startPipeline(t, &memSink{})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if r := p.AwaitRuntimeDone(ctx, "gone"); r != nil {
+			t.Errorf("AwaitRuntimeDone with an ended context = %v, want nil", r)
+		}
+		again := p.AwaitRuntimeDone(context.Background(), "gone")
+		in <- []buffer.Record{{Time: time.Now(), Type: "platform.runtimeDone", RequestID: "gone"}}
+		synctest.Wait()
+		if !isClosed(again.Done()) {
+			t.Error("the wait was not closed")
+		}
+	})
 }

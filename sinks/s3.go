@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -241,6 +242,33 @@ func Retryable(err error) bool {
 	return errors.As(err, &se) || errors.As(err, &ne) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
+}
+
+// S3Hint says what a person should change for a permanent S3 refusal,
+// from the error's code.
+func S3Hint(err error) string {
+	code := ""
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		code = ae.ErrorCode()
+	}
+	var re httpStatusError
+	switch {
+	case code == "AccessDenied", code == "AllAccessDisabled",
+		code == "" && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden:
+		return "the function's role needs s3:PutObject on the SLUICE_SINK prefix (and kms:GenerateDataKey with SLUICE_S3_KMS_KEY_ID)"
+	case code == "NoSuchBucket":
+		return "the bucket in SLUICE_SINK does not exist (or is in another region)"
+	case code == "InvalidAccessKeyId", code == "SignatureDoesNotMatch", code == "ExpiredToken", code == "InvalidToken", code == "XAdminUserNotFound":
+		return "the credentials were refused: check the execution role"
+	case strings.HasPrefix(code, "KMS."):
+		return "the KMS key in SLUICE_S3_KMS_KEY_ID is missing, disabled or not usable by the role"
+	case certificateError(err):
+		return "the endpoint's TLS certificate is not trusted: check AWS_ENDPOINT_URL_S3 and AWS_CA_BUNDLE"
+	case errors.Is(err, ErrClosed):
+		return "the sink was closed"
+	}
+	return "see the error"
 }
 
 // certificateError reports whether err is a TLS verification failure,

@@ -28,6 +28,15 @@ const (
 	// later, while a POST that times out after sluice took it would arrive
 	// twice.
 	DefaultSendTimeout = 500 * time.Millisecond
+	// DefaultMaxInFlight bounds the POSTs read and decoded at once. Lambda
+	// keeps one batch in flight per subscriber; more means retries
+	// overlapping or a sender that is not Lambda, and each may hold up to
+	// MaxBody of body plus its decoded records.
+	DefaultMaxInFlight = 4
+	// DefaultBodyTimeout bounds reading one body. A sender frozen with the
+	// environment mid-body times out at thaw and Lambda sends the batch
+	// again.
+	DefaultBodyTimeout = 10 * time.Second
 )
 
 // sandboxHost is the name Lambda resolves inside the execution environment
@@ -45,6 +54,12 @@ type Listener struct {
 	// SendTimeout bounds the wait for room in the output channel. Zero
 	// means DefaultSendTimeout.
 	SendTimeout time.Duration
+	// MaxInFlight bounds the POSTs being read, decoded or handed over at
+	// once; past it a POST is answered 503 before its body is read. Zero
+	// means DefaultMaxInFlight.
+	MaxInFlight int
+	// BodyTimeout bounds reading one body. Zero means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// Logger receives counts and problems, never record contents (the
 	// extension's own output may be subscribed to). Nil means slog.Default().
 	Logger *slog.Logger
@@ -66,8 +81,8 @@ type Stats struct {
 	Malformed  int64 // bodies handed over as one TypeMalformed record
 	Bytes      int64 // body bytes read, retries included
 	Oversized  int64 // bodies over MaxBody, answered 413 and not archived
-	Busy       int64 // POSTs answered 503 because the output channel stayed full
-	ReadErrors int64 // bodies that could not be read (connection lost)
+	Busy       int64 // POSTs answered 503: too many in flight, or the output channel stayed full
+	ReadErrors int64 // bodies that could not be read (connection lost, body timeout)
 }
 
 // Listen opens the TCP listener on addr, e.g. "sandbox.localdomain:4243" in
@@ -140,7 +155,10 @@ func (l *Listener) Serve(ctx context.Context, out chan<- []buffer.Record) error 
 		// connection's accept and its headers, and a frozen sender is not a
 		// slow client.
 		ReadHeaderTimeout: time.Minute,
-		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+		// Idle keep-alive connections cost a goroutine and buffers each.
+		IdleTimeout:    time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l.ln) }()
@@ -149,6 +167,10 @@ func (l *Listener) Serve(ctx context.Context, out chan<- []buffer.Record) error 
 		return fmt.Errorf("serve telemetry on %s: %w", l.ln.Addr(), err)
 	case <-ctx.Done():
 	}
+	// From here on new POSTs are refused; the ones in flight finish and
+	// hand their records over, which the caller keeps reading until Serve
+	// returns.
+	h.closing.Store(true)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.sendTimeout+500*time.Millisecond)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -169,11 +191,22 @@ type handler struct {
 	out         chan<- []buffer.Record
 	maxBody     int64
 	sendTimeout time.Duration
+	bodyTimeout time.Duration
+	slots       chan struct{} // one per POST in flight
+	closing     atomic.Bool
 	log         *slog.Logger
 }
 
 func (l *Listener) handler(out chan<- []buffer.Record) *handler {
-	h := &handler{l: l, out: out, maxBody: l.MaxBody, sendTimeout: l.SendTimeout, log: l.Logger}
+	h := &handler{l: l, out: out, maxBody: l.MaxBody, sendTimeout: l.SendTimeout, bodyTimeout: l.BodyTimeout, log: l.Logger}
+	n := l.MaxInFlight
+	if n <= 0 {
+		n = DefaultMaxInFlight
+	}
+	h.slots = make(chan struct{}, n)
+	if h.bodyTimeout <= 0 {
+		h.bodyTimeout = DefaultBodyTimeout
+	}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBody
 	}
@@ -202,11 +235,28 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// An oversized body is refused, not archived. That is not a silent
 	// loss: Lambda never sends more than 2*maxBytes plus metadata, so it
 	// means a misconfigured limit or a sender that is not Lambda, and it is
-	// counted (Stats.Oversized) and logged at Error.
+	// counted (Stats.Oversized, in the totals and sluice.stats rows) and
+	// logged at Error.
 	if r.ContentLength > h.maxBody {
 		h.tooLarge(w, r.ContentLength)
 		return
 	}
+	// Memory is bounded by the POSTs in flight, not by the senders: a slot
+	// is taken before a byte of body is read, and without one the answer is
+	// an immediate 503 (Lambda retries later).
+	if h.closing.Load() {
+		h.refuse(w, "shutting down")
+		return
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		h.refuse(w, "too many telemetry POSTs in flight")
+		return
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.bodyTimeout))
+
 	buf, _ := l.bodies.Get().(*bytes.Buffer)
 	if buf == nil {
 		buf = new(bytes.Buffer)
@@ -218,9 +268,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	buf.Reset()
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead spare
-	}
+	// The buffer grows with the bytes that arrive, never ahead of them: a
+	// sender that announces a large body and sends nothing holds nothing.
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
 	l.bytes.Add(n)
 	if err != nil {
@@ -245,11 +294,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Lambda retries a failed POST later, so the batch is delayed, not
 		// lost; if the consumer stays behind, Lambda drops records itself
 		// and says so in a platform.logsDropped event, which is archived.
-		l.busy.Add(1)
 		h.log.Warn("telemetry output full; answered 503 so Lambda retries the batch",
 			"records", len(recs), "bytes", n, "waited", h.sendTimeout)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "busy", http.StatusServiceUnavailable)
+		h.refuse(w, "busy")
 		return
 	}
 	l.records.Add(int64(len(recs)))
@@ -280,6 +327,13 @@ func (h *handler) send(ctx context.Context, recs []buffer.Record) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// refuse answers 503 so that Lambda sends the batch again later.
+func (h *handler) refuse(w http.ResponseWriter, why string) {
+	h.l.busy.Add(1)
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, why, http.StatusServiceUnavailable)
 }
 
 func (h *handler) tooLarge(w http.ResponseWriter, n int64) {

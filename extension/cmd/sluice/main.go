@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sluice-logs/sluice/buffer"
 	"github.com/sluice-logs/sluice/extension"
 	"github.com/sluice-logs/sluice/extension/telemetry"
 	"github.com/sluice-logs/sluice/sinks"
@@ -44,51 +43,86 @@ func run() int {
 	}
 	// No timeout: /event/next blocks while the environment is idle.
 	hc := &http.Client{}
-	name := filepath.Base(os.Args[0])
+	client := extension.NewClient(hc, runtimeAPI)
 
 	cfg, cfgErr := extension.Load(os.Getenv)
-	client, reg, err := extension.Register(ctx, hc, runtimeAPI, name, []string{extension.Invoke, extension.Shutdown})
-	if err != nil {
-		log.Error("cannot register with the Extensions API", "err", err)
-		return 1
-	}
-	fail := func(errType string, err error) int {
-		log.Error("init failed", "error_type", errType, "err", err)
-		if rerr := client.InitError(ctx, errType, err.Error()); rerr != nil {
-			log.Error("cannot report the init error", "err", rerr)
+	if cfgErr == nil {
+		level.Set(cfg.LogLevel)
+		// A user's own GOMEMLIMIT wins; otherwise the heap is held to the
+		// configured share of the function's memory.
+		if os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 		}
-		return 1
-	}
-	if cfgErr != nil {
-		return fail("Extension.ConfigInvalid", cfgErr)
-	}
-	level.Set(cfg.LogLevel)
-	// A user's own GOMEMLIMIT wins; otherwise the heap is held to the
-	// configured share of the function's memory.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}
 	if unknown := extension.UnknownVars(os.Environ()); len(unknown) > 0 {
 		log.Warn("ignoring unknown SLUICE_ variables (typo?)", "vars", strings.Join(unknown, ","))
 	}
-
-	meta := buffer.Meta{
-		Function: firstNonEmpty(reg.FunctionName, os.Getenv("AWS_LAMBDA_FUNCTION_NAME")),
-		Version:  firstNonEmpty(reg.FunctionVersion, os.Getenv("AWS_LAMBDA_FUNCTION_VERSION")),
-	}
 	env, err := newEnvID()
 	if err != nil {
-		return fail("Extension.InitFailed", err)
+		log.Error("init failed", "err", err)
+		return 1
 	}
-	layout := sinks.Layout{Function: meta.Function, Env: env}
+	fallback := sinks.NewFallback(os.Stdout)
+	buffering := telemetry.DefaultBuffering()
 
+	runner := &extension.Runner{
+		Name:      filepath.Base(os.Args[0]),
+		API:       client,
+		Config:    cfg,
+		ConfigErr: cfgErr,
+		Fallback:  fallback,
+		Getenv:    os.Getenv,
+		Log:       log,
+		Listen: func(addr string) (extension.Telemetry, error) {
+			lis, err := telemetry.Listen(addr)
+			if err != nil {
+				return nil, err
+			}
+			lis.Logger = log
+			// Lambda sends at most 2*maxBytes plus metadata in one POST.
+			lis.MaxBody = int64(2*buffering.MaxBytes + 1<<20)
+			return lis, nil
+		},
+		Subscribe: func(ctx context.Context, uri string) error {
+			return telemetry.Subscribe(ctx, hc, runtimeAPI, client.ID(), telemetry.Subscription{
+				SchemaVersion: telemetry.SchemaVersion,
+				// Never "extension": sluice's own output would feed back into itself.
+				Types:     []string{"platform", "function"},
+				Buffering: buffering,
+				URI:       uri,
+			})
+		},
+		OpenSinks: func(ctx context.Context, reg extension.Registration) ([]extension.Delivery, error) {
+			return openSinks(ctx, cfg, reg, env, fallback, log)
+		},
+	}
+	if err := runner.Init(ctx); err != nil {
+		if !errors.As(err, new(*extension.InitError)) {
+			log.Error("init failed", "err", err)
+		}
+		return 1
+	}
+	log.Info("ready", "sink", cfg.Sink.String(), "env", env, "flush", cfg.Flush, "init_ms", float64(time.Since(start).Microseconds())/1000)
+	if err := runner.Run(ctx); err != nil {
+		log.Error("stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// openSinks builds the delivery path of the configured sink: the sink
+// itself, its spill and the fallback, wrapped in a sinks.Durable.
+func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registration, env string, fallback sinks.Sink, log *slog.Logger) ([]extension.Delivery, error) {
+	function := firstNonEmpty(reg.FunctionName, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
+	layout := sinks.Layout{Function: function, Env: env}
 	var sink sinks.Sink
+	hint := func(error) string { return "check the SLUICE_SINK directory" }
 	switch cfg.Sink.Scheme {
 	case "s3":
 		layout.Prefix = cfg.Sink.Prefix
 		s3c, err := sinks.NewS3Client(ctx, os.Getenv("AWS_REGION"))
 		if err != nil {
-			return fail("Extension.SinkInvalid", fmt.Errorf("SLUICE_SINK=%q: %w", cfg.Sink, err))
+			return nil, fmt.Errorf("SLUICE_SINK=%q: %w", cfg.Sink, err)
 		}
 		sink = sinks.NewS3(s3c, sinks.S3Options{
 			Bucket:              cfg.Sink.Bucket,
@@ -96,63 +130,32 @@ func run() int {
 			ExpectedBucketOwner: cfg.S3BucketOwner,
 			KMSKeyID:            cfg.S3KMSKeyID,
 		})
+		hint = sinks.S3Hint
 	case "file":
 		sink = sinks.NewDir(cfg.Sink.Dir, layout)
+	default:
+		return nil, fmt.Errorf("SLUICE_SINK=%q: unsupported scheme", cfg.Sink)
 	}
-	defer sink.Close(context.Background())
-
-	var spill *extension.Spill
+	var spill *sinks.Spill
 	if cfg.SpillMaxBytes > 0 {
-		spill, err = extension.OpenSpill(cfg.SpillDir, int64(cfg.SpillMaxBytes), env)
+		var err error
+		spill, err = sinks.OpenSpill(cfg.SpillDir, int64(cfg.SpillMaxBytes), env)
 		if err != nil {
-			return fail("Extension.SpillInvalid", fmt.Errorf("SLUICE_SPILL_DIR=%q: %w", cfg.SpillDir, err))
+			return nil, fmt.Errorf("SLUICE_SPILL_DIR=%q: %w", cfg.SpillDir, err)
 		}
 		if n := spill.Len(); n > 0 {
 			log.Info("found batches spilled by an earlier process; they will be delivered first", "batches", n, "bytes", spill.Bytes())
 		}
 	}
-
-	runner := &extension.Runner{
+	d := sinks.NewDurable(sink, sinks.DurableOptions{
+		Name:     cfg.Sink.Scheme,
 		Spill:    spill,
-		Config:   cfg,
-		Client:   client,
-		Meta:     meta,
-		Sink:     sink,
-		Fallback: sinks.NewFallback(os.Stdout),
+		Fallback: fallback,
+		MaxHeld:  cfg.BufferMaxBytes,
+		Hint:     hint,
 		Log:      log,
-	}
-
-	lis, err := telemetry.Listen(cfg.ListenAddr)
-	if err != nil {
-		return fail("Extension.ListenFailed", fmt.Errorf("SLUICE_LISTEN_ADDR=%q: %w", cfg.ListenAddr, err))
-	}
-	buffering := telemetry.DefaultBuffering()
-	lis.Logger = log
-	// Lambda sends at most 2*maxBytes plus metadata in one POST.
-	lis.MaxBody = int64(2*buffering.MaxBytes + 1<<20)
-	err = telemetry.Subscribe(ctx, hc, runtimeAPI, client.ID(), telemetry.Subscription{
-		SchemaVersion: telemetry.SchemaVersion,
-		// Never "extension": sluice's own output would feed back into itself.
-		Types:     []string{"platform", "function"},
-		Buffering: buffering,
-		URI:       lis.URI(),
 	})
-	switch {
-	case errors.Is(err, telemetry.ErrNotSupported):
-		log.Warn("the Telemetry API is not supported here (a local emulator?): sluice will archive nothing and stays out of the way", "err", err)
-		lis.Close()
-	case err != nil:
-		return fail("Extension.SubscribeFailed", err)
-	default:
-		runner.Telemetry = lis
-	}
-
-	log.Info("ready", "sink", cfg.Sink.String(), "env", env, "flush", cfg.Flush, "init_ms", float64(time.Since(start).Microseconds())/1000)
-	if err := runner.Run(ctx); err != nil {
-		log.Error("stopped", "err", err)
-		return 1
-	}
-	return 0
+	return []extension.Delivery{d}, nil
 }
 
 // newLogger logs to stderr, in JSON when the function uses Lambda's JSON log
