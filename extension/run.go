@@ -46,9 +46,9 @@ type API interface {
 	InitError(ctx context.Context, errType, msg string) error
 }
 
-// Telemetry is the telemetry listener as the Runner uses it
+// Listener is the telemetry listener as the Runner uses it
 // (*telemetry.Listener).
-type Telemetry interface {
+type Listener interface {
 	URI() string
 	Serve(ctx context.Context, out chan<- []buffer.Record) error
 	LastPost() time.Time
@@ -91,7 +91,7 @@ type Runner struct {
 	// registered.
 	ConfigErr error
 	// Listen opens the telemetry listener on addr.
-	Listen func(addr string) (Telemetry, error)
+	Listen func(addr string) (Listener, error)
 	// Subscribe subscribes uri to the Telemetry API; telemetry.ErrNotSupported
 	// makes sluice a no-op extension that stays out of the way.
 	Subscribe func(ctx context.Context, uri string) error
@@ -106,7 +106,7 @@ type Runner struct {
 	Log    *slog.Logger
 
 	reg        Registration
-	tel        Telemetry // nil when the platform refused the subscription
+	tel        Listener // nil when the platform refused the subscription
 	deliveries []Delivery
 	c          counters
 }

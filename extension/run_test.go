@@ -195,7 +195,7 @@ func newTestRunner(t *testing.T, env map[string]string, mutate func(*testRunner)
 	tr := &testRunner{api: newFakeAPI(), tel: newFakeTelemetry(), sink: &memSink{}, fallback: &memSink{}, done: make(chan error, 1)}
 	tr.r = &Runner{
 		Name: "sluice", API: tr.api, Config: cfg, ConfigErr: cfgErr, Fallback: tr.fallback, Log: quiet,
-		Listen:    func(string) (Telemetry, error) { return tr.tel, nil },
+		Listen:    func(string) (Listener, error) { return tr.tel, nil },
 		Subscribe: func(context.Context, string) error { return nil },
 		OpenSinks: func(context.Context, Registration) ([]Delivery, error) {
 			return []Delivery{sinks.NewDurable(tr.sink, sinks.DurableOptions{Name: "mem", Fallback: tr.fallback, MaxHeld: cfg.BufferMaxBytes, Log: quiet})}, nil

@@ -73,7 +73,7 @@ func run() int {
 		Fallback:  fallback,
 		Getenv:    os.Getenv,
 		Log:       log,
-		Listen: func(addr string) (extension.Telemetry, error) {
+		Listen: func(addr string) (extension.Listener, error) {
 			lis, err := telemetry.Listen(addr)
 			if err != nil {
 				return nil, err
