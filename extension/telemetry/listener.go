@@ -255,33 +255,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, "too many telemetry POSTs in flight")
 		return
 	}
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.bodyTimeout))
-
-	buf, _ := l.bodies.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
-	defer func() {
-		if int64(buf.Cap()) <= h.maxBody+bytes.MinRead {
-			buf.Reset()
-			l.bodies.Put(buf)
-		}
-	}()
-	buf.Reset()
-	// The buffer grows with the bytes that arrive, never ahead of them: a
-	// sender that announces a large body and sends nothing holds nothing.
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
-	l.bytes.Add(n)
-	if err != nil {
-		l.readErrors.Add(1)
-		h.log.Warn("telemetry POST body unreadable; Lambda retries it", "bytes", n, "err", err)
-		http.Error(w, "unreadable body", http.StatusBadRequest)
+	buf, n, ok := h.readBody(w, r)
+	if !ok {
 		return
 	}
-	if n > h.maxBody {
-		h.tooLarge(w, n)
-		return
-	}
+	defer h.putBody(buf)
 
 	d, _ := l.decoders.Get().(*Decoder)
 	if d == nil {
@@ -305,6 +283,43 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("telemetry POST body is not a JSON array of events; archived whole as "+TypeMalformed, "bytes", n)
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// readBody reads the body within bodyTimeout into a pooled buffer that
+// grows with the bytes that arrive, never ahead of them: a sender that
+// announces a large body and sends nothing holds nothing. When it fails it
+// has answered the request.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, int64, bool) {
+	l := h.l
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.bodyTimeout))
+	buf, _ := l.bodies.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
+	l.bytes.Add(n)
+	if err != nil {
+		h.putBody(buf)
+		l.readErrors.Add(1)
+		h.log.Warn("telemetry POST body unreadable; Lambda retries it", "bytes", n, "err", err)
+		http.Error(w, "unreadable body", http.StatusBadRequest)
+		return nil, n, false
+	}
+	if n > h.maxBody {
+		h.putBody(buf)
+		h.tooLarge(w, n)
+		return nil, n, false
+	}
+	return buf, n, true
+}
+
+// putBody returns a body buffer to the pool, unless one giant body grew it.
+func (h *handler) putBody(buf *bytes.Buffer) {
+	if int64(buf.Cap()) <= h.maxBody+bytes.MinRead {
+		buf.Reset()
+		h.l.bodies.Put(buf)
+	}
 }
 
 // send hands recs to the output channel. When the channel is full it waits
