@@ -174,7 +174,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		ev, err := r.API.Next(ctx)
 		if err != nil {
-			r.shutdown(s, time.Now().Add(signalBudget))
+			r.shutdown(ctx, s, time.Now().Add(signalBudget))
 			if ctx.Err() != nil {
 				r.Log.Warn("stopped by signal: shut down", "budget", signalBudget.String())
 				return nil
@@ -187,7 +187,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.invoke(ctx, s, ev.RequestID, deadline)
 		case Shutdown:
 			r.Log.Info("shutdown", "reason", ev.ShutdownReason, "budget_ms", time.Until(deadline).Milliseconds())
-			r.shutdown(s, deadline)
+			r.shutdown(ctx, s, deadline)
 			return nil
 		default:
 			r.Log.Warn("unknown event type, ignored", "event_type", ev.EventType)
@@ -286,8 +286,10 @@ func (r *Runner) deliver(ctx context.Context, stop <-chan struct{}) {
 
 // shutdown takes the last telemetry, stops accepting more, delivers
 // everything it can before deadline minus a margin, and sends the rest to
-// the fallback.
-func (r *Runner) shutdown(s *session, deadline time.Time) {
+// the fallback. It runs to its end even when ctx has been cancelled (a
+// signal is a reason to shut down, not to skip it): only the deadline
+// bounds it.
+func (r *Runner) shutdown(ctx context.Context, s *session, deadline time.Time) {
 	if deadline.IsZero() || time.Until(deadline) > maxShutdownBudget {
 		deadline = time.Now().Add(defaultShutdownBudget)
 	}
@@ -302,7 +304,7 @@ func (r *Runner) shutdown(s *session, deadline time.Time) {
 	// the POSTs in flight finish and hand their records over, which the
 	// pipeline keeps reading until Finish.
 	s.stopListener()
-	ctx, cancel := context.WithDeadline(context.Background(), hard)
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), hard)
 	defer cancel()
 	select {
 	case err := <-s.served:
