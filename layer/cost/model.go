@@ -79,11 +79,11 @@ func (u Upload) took(n int) time.Duration {
 // Corpus is what was measured on realistic lines with sluice's own decoder
 // and batcher (see measure.go).
 type Corpus struct {
-	LineBytes     float64          // mean line bytes (what CloudWatch would ingest, before its overhead)
-	RowOverhead   float64          // NDJSON bytes per line beyond the line itself
-	ReportRow     float64          // NDJSON bytes of a platform.report row
-	StatsRow      float64          // NDJSON bytes of a sluice.stats row
-	CPUPerGB      float64          // decode + batch CPU seconds per GB of lines, on this machine
+	LineBytes     float64           // mean line bytes (what CloudWatch would ingest, before its overhead)
+	RowOverhead   float64           // NDJSON bytes per line beyond the line itself
+	ReportRow     float64           // NDJSON bytes of a platform.report row
+	StatsRow      float64           // NDJSON bytes of a sluice.stats row
+	CPUPerGB      float64           // decode + batch CPU seconds per GB of lines, on this machine
 	Ratio         func(int) float64 // raw/stored of a batch of that many raw bytes
 	RatioMeasured []RatioPoint
 }
