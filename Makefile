@@ -37,6 +37,16 @@ layer:
 	@echo "sluice $(VERSION)"; echo "$(VERSION)" > layer/dist/VERSION
 	@cd layer/dist && sha256sum sluice-x86_64.zip sluice-arm64.zip sluice-parquet-x86_64.zip sluice-parquet-arm64.zip | tee SHA256SUMS
 
+## publish: publish layer/dist's zips as layer versions (PUBLISH_FLAGS: see
+## layer/publish.sh, e.g. PUBLISH_FLAGS="-r eu-west-1 -r us-east-1 -o o-abc123")
+publish:
+	sh layer/publish.sh $(PUBLISH_FLAGS)
+
+## cost: the cost model (COST_FLAGS, e.g. "-lines 5 -envs 200 -memory 1024";
+## "-grid" prints README's table)
+cost:
+	$(GO) run ./layer/cost $(COST_FLAGS)
+
 ## tools: what the tests need (a real S3 server: versitygw)
 tools: $(VERSITYGW)
 
