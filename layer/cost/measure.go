@@ -93,7 +93,7 @@ func measureCorpus(rawTarget int) (Corpus, error) {
 			`"truncated_records":0,"malformed_bodies":0,"platform_dropped_records":0,"platform_events_skipped":0,"staged_lines":0,` +
 			`"objects_written":1,"stored_bytes":412345,"upload_ms":48,"added_ms":0,"memory_mb":128,"arch":"x86_64"}`)}
 	c.StatsRow = float64(len(buffer.AppendRow(nil, meta, &statsRow)))
-	c.CPUPerGB = cpu.Seconds() / (float64(seen) / 1e9)
+	c.CPUPerGB = cpu.Seconds() / (float64(seen) / gib)
 
 	// The ratio by batch size: fill batches of each size from the corpus.
 	for _, size := range ratioSizes {

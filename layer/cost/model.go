@@ -286,7 +286,7 @@ func (m Model) Run(s Shape) Result {
 		shutdown(last + s.IdleShutdown)
 	}
 
-	gb := seen / 1e9
+	gb := seen / gib
 	days := m.Horizon.Hours() / 24
 	cpu := m.Corpus.CPUPerGB * m.CPUFactor * gb
 	mem := float64(s.MemoryMB) / 1024
@@ -296,14 +296,14 @@ func (m Model) Run(s Shape) Result {
 	res.ObjectsPerDay = float64(puts) / days * float64(s.Envs)
 	res.MeanObject = stored / float64(max(puts, 1))
 	res.PutsPerGB = float64(puts) / gb
-	res.StoredPerGB = stored / 1e9 / gb
+	res.StoredPerGB = stored / gib / gb
 	res.CPUPerGB = cpu / gb
 	res.AddedMsPerInv = float64(added.Milliseconds()) / float64(max(res.Invocations, 1))
 	res.PutCost = res.PutsPerGB * m.Prices.PutPer1000 / 1000
 	res.StorageCost = res.StoredPerGB * m.Prices.StorageGBMonth * m.Prices.RetentionMonths
 	res.LambdaCost = gbs * price / gb
 	res.Total = res.PutCost + res.StorageCost + res.LambdaCost
-	cw := (seen + lines*float64(m.Prices.EventOverhead)) / 1e9 / gb
+	cw := (seen + lines*float64(m.Prices.EventOverhead)) / gib / gb
 	res.CloudWatchStd = cw * m.Prices.CloudWatchStd
 	res.CloudWatchIA = cw * m.Prices.CloudWatchIA
 	res.FreshP50, res.FreshP99 = percentile(delays, 0.50), percentile(delays, 0.99)
@@ -346,3 +346,6 @@ func (s Shape) Check() error {
 	}
 	return nil
 }
+
+// gib is the GB of AWS prices.
+const gib = 1 << 30

@@ -109,8 +109,8 @@ func TestAccounting(t *testing.T) {
 	s := shape(100) // 100 kB/s: a 1 MiB batch every ~10 s, by size
 	s.Lifetime = 48 * time.Hour
 	r := m.Run(s)
-	gb := 100 * 1000 * 86400 / 1e9
-	wantPuts := gb * 1e9 / (1 << 20)
+	gb := 100 * 1000 * 86400 / float64(gib)
+	wantPuts := gb * gib / (1 << 20)
 	if math.Abs(r.PutsPerGB*gb-wantPuts)/wantPuts > 0.02 {
 		t.Errorf("PUTs in a day = %.0f, want about %.0f (one per MiB)", r.PutsPerGB*gb, wantPuts)
 	}
