@@ -7,10 +7,15 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Default batch bounds, used for zero or negative Limits fields.
+// Default batch bounds, used for zero Limits fields (and negative ones,
+// except MinBytes). layer/cost derives MinBytes and MaxHold: with them a
+// PUT carries enough log to cost under $0.01/GB wherever an environment
+// logs more than about one line a second (README, "What sluice costs").
 const (
 	DefaultMaxBytes = 8 << 20
 	DefaultMaxAge   = 60 * time.Second
+	DefaultMinBytes = 2 << 20
+	DefaultMaxHold  = time.Hour
 )
 
 const (
@@ -31,8 +36,16 @@ type Limits struct {
 	// many bytes (default 8 MiB). A batch exceeds it by at most one row.
 	MaxBytes int
 	// MaxAge seals the batch once this much wall-clock time has passed
-	// since its first Add (default 60s).
+	// since its first Add (default 60s), provided it holds MinBytes.
 	MaxAge time.Duration
+	// MinBytes is the smallest batch, in uncompressed NDJSON bytes, that age
+	// alone seals at MaxAge (default 2 MiB; at most MaxBytes). A smaller
+	// batch is not worth its PUT yet: it is held until it grows to MinBytes
+	// or until MaxHold. Negative means no minimum: MaxAge seals any batch.
+	MinBytes int
+	// MaxHold bounds how long a batch under MinBytes is held (default 1h;
+	// at least MaxAge). Hour boundaries and Seal still cut it short.
+	MaxHold time.Duration
 	// Format is how batches are encoded (default FormatNDJSONZstd).
 	// MaxBytes counts NDJSON bytes whatever the format, so that a batch
 	// holds the same rows in each.
@@ -57,6 +70,17 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxAge <= 0 {
 		l.MaxAge = DefaultMaxAge
 	}
+	switch {
+	case l.MinBytes == 0:
+		l.MinBytes = DefaultMinBytes
+	case l.MinBytes < 0:
+		l.MinBytes = 0
+	}
+	l.MinBytes = min(l.MinBytes, l.MaxBytes)
+	if l.MaxHold <= 0 {
+		l.MaxHold = DefaultMaxHold
+	}
+	l.MaxHold = max(l.MaxHold, l.MaxAge)
 	if l.Format > FormatParquet || (l.Format == FormatParquet && !ParquetBuilt) {
 		l.Format = FormatNDJSONZstd
 	}
@@ -65,7 +89,8 @@ func (l Limits) withDefaults() Limits {
 
 // Batcher encodes records into one open batch in its Limits' Format (NDJSON
 // rows streamed through zstd or gzip, or a Parquet file), which it seals by
-// size, by age or at an hour boundary.
+// size, by age (MaxAge once the batch holds MinBytes, MaxHold before) or at
+// an hour boundary.
 // It is owned by a single goroutine and does no I/O: the owner feeds it with
 // Add, collects the batches Add seals, arms a timer with UntilNext and, when
 // it fires and Due reports true, calls Seal:
@@ -202,18 +227,31 @@ func (b *Batcher) addParquet(r *Record, t time.Time, sealed []*Batch) []*Batch {
 
 // UntilNext returns how long until the open batch is old enough to seal; zero
 // when it already is. ok is false when no batch is open, and then there is
-// nothing to wait for.
+// nothing to wait for. For a batch under MinBytes that is MaxHold; the
+// owner asks again after each Add, which may bring it forward to MaxAge.
 func (b *Batcher) UntilNext() (d time.Duration, ok bool) {
 	if b.out == nil {
 		return 0, false
 	}
-	return max(b.lim.MaxAge-b.now().Sub(b.opened), 0), true
+	return max(b.holdLimit()-b.now().Sub(b.opened), 0), true
 }
 
-// Due reports whether the open batch has reached MaxAge and should be
-// sealed. A batch full by size never waits for this: Add seals it.
+// Due reports whether the open batch is old enough to be sealed: MaxAge
+// once it holds MinBytes, else MaxHold. A batch full by size never waits
+// for this: Add seals it.
 func (b *Batcher) Due() bool {
-	return b.out != nil && b.now().Sub(b.opened) >= b.lim.MaxAge
+	return b.out != nil && b.now().Sub(b.opened) >= b.holdLimit()
+}
+
+// holdLimit is the age at which the open batch becomes due. A PUT costs
+// what CloudWatch charges to ingest about 10 KB, so a small batch sealed
+// every MaxAge would cost more per GB than the service it replaces: below
+// MinBytes, age alone waits for the longer bound.
+func (b *Batcher) holdLimit() time.Duration {
+	if b.raw >= b.lim.MinBytes {
+		return b.lim.MaxAge
+	}
+	return b.lim.MaxHold
 }
 
 // Seal closes the open batch and returns it, whatever its size or age; nil

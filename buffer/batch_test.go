@@ -272,7 +272,9 @@ func checkBatch(t *testing.T, bt *Batch) {
 func TestBatcherSealByAge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const maxAge = time.Minute
-		b := NewBatcher(testMeta, Limits{MaxAge: maxAge}, time.Now)
+		// No minimum: this test is about age alone (TestBatcherHold
+		// covers small batches).
+		b := NewBatcher(testMeta, Limits{MaxAge: maxAge, MinBytes: -1}, time.Now)
 		if d, ok := b.UntilNext(); ok {
 			t.Fatalf("UntilNext before any Add = %v, true; want false", d)
 		}
@@ -322,6 +324,80 @@ func TestBatcherSealByAge(t *testing.T) {
 	})
 }
 
+// TestBatcherHold checks the rule that keeps PUTs worth their price: age
+// alone seals a batch at MaxAge only once it holds MinBytes; a smaller one
+// is held until MaxHold, or until it grows to MinBytes (then MaxAge from
+// its first Add applies again). The clock is synctest's.
+func TestBatcherHold(t *testing.T) {
+	const (
+		maxAge   = time.Minute
+		maxHold  = 15 * time.Minute
+		minBytes = 4 << 10
+		rowSize  = 1 << 10
+	)
+	type step struct {
+		wait      time.Duration // then
+		add       int           // rows of rowSize bytes added
+		short     bool          // and one row of rowSize-1 bytes
+		wantDue   bool
+		wantUntil time.Duration
+	}
+	for _, c := range []struct {
+		name  string
+		steps []step
+	}{
+		{"a tiny batch is held past MaxAge until MaxHold", []step{
+			{add: 1, wantUntil: maxHold},
+			{wait: maxAge, wantUntil: maxHold - maxAge},
+			{wait: maxHold - maxAge - time.Second, wantUntil: time.Second},
+			{wait: time.Second, wantDue: true},
+		}},
+		{"a batch reaching MinBytes late is due at once", []step{
+			{add: 1, wantUntil: maxHold},
+			{wait: 5 * time.Minute, add: 3, wantDue: true},
+		}},
+		{"a batch reaching MinBytes early waits for MaxAge", []step{
+			{add: 2, wantUntil: maxHold},
+			{wait: 10 * time.Second, add: 2, wantUntil: maxAge - 10*time.Second},
+			{wait: maxAge - 10*time.Second, wantDue: true},
+		}},
+		{"one byte short of MinBytes is still held", []step{
+			{add: 3, short: true, wantUntil: maxHold},
+			{wait: maxAge, wantUntil: maxHold - maxAge},
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := NewBatcher(testMeta, Limits{MaxAge: maxAge, MaxHold: maxHold, MinBytes: minBytes}, time.Now)
+				start := time.Now()
+				for i, s := range c.steps {
+					time.Sleep(s.wait)
+					for range s.add {
+						// Records keep the first one's time: no hour boundary.
+						if sealed := b.Add(textRecord(t, "function", rowSize, testTime)); sealed != nil {
+							t.Fatalf("step %d: Add sealed %d batches, want none", i, len(sealed))
+						}
+					}
+					if s.short {
+						b.Add(textRecord(t, "function", rowSize-1, testTime))
+					}
+					at := time.Since(start)
+					if got := b.Due(); got != s.wantDue {
+						t.Fatalf("step %d (%v in): Due = %v, want %v", i, at, got, s.wantDue)
+					}
+					want := s.wantUntil
+					if s.wantDue {
+						want = 0
+					}
+					if d, ok := b.UntilNext(); !ok || d != want {
+						t.Fatalf("step %d (%v in): UntilNext = %v, %v; want %v, true", i, at, d, ok, want)
+					}
+				}
+			})
+		})
+	}
+}
+
 func TestBatcherLen(t *testing.T) {
 	for _, f := range formats {
 		t.Run(f.String(), func(t *testing.T) { testBatcherLen(t, f) })
@@ -358,8 +434,26 @@ func testBatcherLen(t *testing.T, f Format) {
 
 func TestBatcherDefaults(t *testing.T) {
 	b := NewBatcher(testMeta, Limits{MaxBytes: -1}, fixedClock)
-	if b.lim != (Limits{MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge}) {
-		t.Errorf("limits = %+v, want the defaults", b.lim)
+	want := Limits{MaxBytes: DefaultMaxBytes, MaxAge: DefaultMaxAge, MinBytes: DefaultMinBytes, MaxHold: DefaultMaxHold}
+	if b.lim != want {
+		t.Errorf("limits = %+v, want the defaults %+v", b.lim, want)
+	}
+	for _, c := range []struct {
+		name string
+		in   Limits
+		want Limits
+	}{
+		{"no minimum", Limits{MinBytes: -1}, Limits{MinBytes: 0, MaxHold: DefaultMaxHold}},
+		{"minimum above the size bound", Limits{MaxBytes: 1 << 20, MinBytes: 4 << 20}, Limits{MinBytes: 1 << 20, MaxHold: DefaultMaxHold}},
+		{"hold shorter than the age bound", Limits{MaxAge: 10 * time.Minute, MaxHold: time.Minute}, Limits{MinBytes: DefaultMinBytes, MaxHold: 10 * time.Minute}},
+		{"explicit", Limits{MinBytes: 512 << 10, MaxHold: 15 * time.Minute}, Limits{MinBytes: 512 << 10, MaxHold: 15 * time.Minute}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := NewBatcher(testMeta, c.in, fixedClock).lim
+			if got.MinBytes != c.want.MinBytes || got.MaxHold != c.want.MaxHold {
+				t.Errorf("Limits%+v: MinBytes, MaxHold = %d, %v; want %d, %v", c.in, got.MinBytes, got.MaxHold, c.want.MinBytes, c.want.MaxHold)
+			}
+		})
 	}
 	if b := NewBatcher(testMeta, Limits{Format: 200}, fixedClock); b.lim.Format != FormatNDJSONZstd {
 		t.Errorf("unknown format became %v, want %v", b.lim.Format, FormatNDJSONZstd)

@@ -214,6 +214,11 @@ type environment struct {
 
 func post(recv time.Time, evs ...ev) item { return item{recv: recv, events: evs} }
 
+// stats is a sluice.stats row the extension writes about itself.
+func stats(at time.Time, fields string) item {
+	return item{recv: at, rec: &buffer.Record{Time: at, Type: "sluice.stats", Fields: json.RawMessage(fields)}}
+}
+
 func in(req string, body map[string]any) ev { return ev{body: body, label: label{req: req}} }
 func inErr(req string, body map[string]any) ev {
 	return ev{body: body, label: label{req: req, err: true}}
@@ -252,6 +257,9 @@ func scenario() []environment {
 			in(reqA3, runtimeDone(t("2026-12-01T00:10:00.011Z"), reqA3, "success", "", 11.3, 2)),
 			in(reqA3, report(t("2026-12-01T00:10:00.012Z"), reqA3, "success", 11.3, 12, 512, 95, 0)),
 		),
+		stats(t("2026-11-30T23:41:00Z"), `{"interval_s":60,"lines_seen":1250000,"bytes_seen":312500000,"lines_kept":1250000,"bytes_kept":312500000,"lines_sampled_out":0,"objects_written":40,"stored_bytes":39062500,"upload_ms":2400.5,"added_ms":120.25,"memory_mb":512,"arch":"x86_64"}`),
+		stats(t("2026-11-30T23:42:00Z"), `{"lines_seen":80000,"bytes_seen":20000000,"lines_kept":8000,"bytes_kept":2000000,"lines_sampled_out":72000,"objects_written":1,"stored_bytes":250000,"upload_ms":48,"added_ms":0,"memory_mb":512,"arch":"x86_64"}`),
+		stats(t("2026-12-01T00:11:00Z"), `{"lines_seen":2,"bytes_seen":102420,"lines_kept":2,"bytes_kept":102420,"objects_written":2,"stored_bytes":9000,"upload_ms":80,"added_ms":41.5,"memory_mb":512,"arch":"x86_64"}`),
 		post(t("2026-12-01T00:12:00Z"), ev{body: event(t("2026-12-01T00:12:00Z"), "platform.logsDropped", map[string]any{
 			"droppedBytes": 4096, "droppedRecords": 12,
 			"reason": "Some logs were dropped because the downstream consumer is slower than the logs production rate"}),
@@ -273,6 +281,7 @@ func scenario() []environment {
 		),
 		{recv: t("2026-12-01T00:20:00Z"), rec: &buffer.Record{Time: t("2026-12-01T00:20:00Z"), Type: "sluice.stats",
 			Fields: json.RawMessage(`{"records":9,"batches":3,"uploaded":3,"upload_errors":0,"fallback":0}`)}},
+		stats(t("2026-12-01T00:21:00Z"), `{"lines_seen":2,"bytes_seen":41,"lines_kept":2,"bytes_kept":41,"objects_written":1,"stored_bytes":700,"upload_ms":35,"added_ms":3,"memory_mb":512,"arch":"x86_64"}`),
 	}}
 	thumbs := environment{fn: "thumbnailer", env: "2026-11-30T23-35-00Z-e5f6", items: []item{
 		post(t("2026-11-30T23:35:01Z"), initEvents(t("2026-11-30T23:35:00.000Z"), "on-demand", "success", 95.25)...),
@@ -286,6 +295,7 @@ func scenario() []environment {
 			in(reqT1, runtimeDone(t("2026-11-30T23:35:02.000Z"), reqT1, "success", "", 1000.5, 100)),
 			in(reqT1, report(t("2026-11-30T23:35:02.010Z"), reqT1, "success", 1000.5, 1001, 1024, 300, 80.4)),
 		),
+		stats(t("2026-11-30T23:36:00Z"), `{"lines_seen":5,"bytes_seen":300,"lines_kept":5,"bytes_kept":300,"objects_written":1,"stored_bytes":400,"upload_ms":60,"added_ms":12.5,"memory_mb":1024,"arch":"arm64"}`),
 		post(t("2026-12-01T00:05:02Z"),
 			in(reqT2, start(t("2026-12-01T00:05:00.000Z"), reqT2)),
 			in(reqT2, textLine(t("2026-12-01T00:05:00.100Z"), "[INFO] ok")),
@@ -965,7 +975,7 @@ func TestQueries(t *testing.T) {
 			t.Errorf("macro %s is used by no query: drop it", name)
 		}
 	}
-	want := []string{"sluice_logs_v", "sluice_logs_v_parquet", "errors_last_hour", "request_lines", "cold_starts", "init_phases", "cost_per_function_day", "lost_telemetry"}
+	want := []string{"sluice_logs_v", "sluice_logs_v_parquet", "errors_last_hour", "request_lines", "cold_starts", "init_phases", "cost_per_function_day", "lost_telemetry", "savings_per_function_day"}
 	for _, n := range want {
 		if _, ok := qs[n]; !ok {
 			t.Errorf("queries.sql lacks %s", n)
@@ -1204,6 +1214,75 @@ func testQueries(t *testing.T, a *archive, qs map[string]string) {
 		}
 	})
 
+	t.Run("savings_per_function_day", func(t *testing.T) {
+		type savings struct{ seen, archived, cw, put, storage, gbs, lambda float64 }
+		want := map[string]*savings{}
+		for _, r := range a.rows {
+			if r.rec.Type != "sluice.stats" {
+				continue
+			}
+			var f struct {
+				LinesSeen, BytesSeen, ObjectsWritten, StoredBytes, MemoryMB, AddedMs float64
+				Arch                                                                 string
+			}
+			var m map[string]any
+			if err := json.Unmarshal(r.rec.Fields, &m); err != nil {
+				t.Fatal(err)
+			}
+			get := func(k string) float64 { v, _ := m[k].(float64); return v }
+			f.LinesSeen, f.BytesSeen, f.ObjectsWritten, f.StoredBytes = get("lines_seen"), get("bytes_seen"), get("objects_written"), get("stored_bytes")
+			f.MemoryMB, f.AddedMs = get("memory_mb"), get("added_ms")
+			f.Arch, _ = m["arch"].(string)
+			price := 0.0000166667
+			if f.Arch == "arm64" {
+				price = 0.0000133334
+			}
+			k := r.fn + "/" + dtOf(r)
+			s := want[k]
+			if s == nil {
+				s = &savings{}
+				want[k] = s
+			}
+			const gb = 1 << 30
+			gbs := f.AddedMs / 1000 * f.MemoryMB / 1024
+			s.seen += f.BytesSeen / gb
+			s.archived += f.StoredBytes / gb
+			s.cw += (f.BytesSeen + 26*f.LinesSeen) / gb * 0.50
+			s.put += f.ObjectsWritten * 0.005 / 1000
+			s.storage += f.StoredBytes / gb * 0.023
+			s.gbs += gbs
+			s.lambda += gbs * price
+		}
+		got := a.runQuery(t, qs["savings_per_function_day"], withDays(map[string]string{"'<FUNCTION>'": both}))
+		if len(got) != len(want) || len(want) < 3 {
+			t.Fatalf("%d groups, want %d (at least 3): %v", len(got), len(want), got)
+		}
+		for _, m := range got {
+			k := fmt.Sprint(m["function"], "/", m["dt"])
+			w := want[k]
+			if w == nil {
+				t.Fatalf("unexpected group %s", k)
+			}
+			net := w.cw - w.put - w.storage - w.lambda
+			for _, c := range []struct {
+				col  string
+				want float64
+			}{
+				{"gb_seen", w.seen}, {"gb_archived", w.archived}, {"cloudwatch_usd_avoided", w.cw}, {"s3_put_usd", w.put},
+				{"s3_storage_usd_month", w.storage}, {"lambda_gb_seconds_added", w.gbs}, {"lambda_usd_added", w.lambda}, {"net_saving_usd", net},
+			} {
+				if g := num(t, m[c.col]); !near(g, c.want) {
+					t.Errorf("%s %s = %v, want %v", k, c.col, g, c.want)
+				}
+			}
+		}
+		// The big day: $0.1486 of CloudWatch ingestion for 0.3 GB, of
+		// which sluice keeps ~99%.
+		if w := want["orders-api/2026-11-30"]; w == nil || w.cw-w.put-w.storage-w.lambda < 0.9*w.cw {
+			t.Errorf("orders-api/2026-11-30 savings %+v: want a net saving above 90%% of the CloudWatch cost", w)
+		}
+	})
+
 	t.Run("lost_telemetry", func(t *testing.T) {
 		type lost struct{ records, bytes, malformed float64 }
 		want := map[string]lost{}
@@ -1345,4 +1424,32 @@ func TestCompaction(t *testing.T) {
 	out.createTable(t, pqTbl, out.glob())
 	t.Run("rows", func(t *testing.T) { testArchiveReads(t, out) })
 	t.Run("queries", func(t *testing.T) { testQueries(t, out, readQueries(t)) })
+}
+
+// TestSavingsOverRunArchive runs the savings query over an archive `make
+// run` left behind (`go run ./extension/lambdatest/cmd/demo -keep ...`), to
+// compare with the savings `make run` printed:
+//
+//	mkdir -p /tmp/r/logs && ln -s /tmp/sluice-run-.../s3/data/sluice-test/logs /tmp/r/logs/sluice
+//	SLUICE_RUN_ARCHIVE=/tmp/r go test -run TestSavingsOverRunArchive -v ./layer/athena
+func TestSavingsOverRunArchive(t *testing.T) {
+	root := os.Getenv("SLUICE_RUN_ARCHIVE")
+	if root == "" {
+		t.Skip("set SLUICE_RUN_ARCHIVE to a directory whose logs/sluice is a make run archive's logs/")
+	}
+	f := buffer.FormatNDJSONZstd
+	a := &archive{format: f, tbl: readDDL(t, ddlFiles[f]), root: root}
+	a.db = openDuckDB(t)
+	a.createTable(t, a.tbl, a.glob())
+	qs := readQueries(t)
+	a.runQuery(t, qs[viewQuery[f]], nil)
+	day := time.Now().UTC().Format("2006-01-02")
+	rows := a.runQuery(t, qs["savings_per_function_day"], map[string]string{
+		"'<FUNCTION>'": "'sluice-demo'", "'<DT_FROM>'": "'" + day + "'", "'<DT_TO>'": "'" + day + "'"})
+	if len(rows) == 0 {
+		t.Fatal("no savings rows: no sluice.stats rows in the archive?")
+	}
+	for _, r := range rows {
+		t.Logf("%v", r)
+	}
 }

@@ -186,3 +186,56 @@ WHERE "function" IN ('<FUNCTION>')
   AND type IN ('platform.logsDropped', 'sluice.malformed')
 GROUP BY "function", dt
 ORDER BY "function", dt;
+
+-- name: savings_per_function_day
+-- What sluice saved, per function and day, from its own sluice.stats rows
+-- (each counts since the previous row of its environment, so they add up):
+-- the CloudWatch Logs ingestion avoided (the lines' bytes plus CloudWatch's
+-- 26 bytes per event), less what sluice cost instead: S3 PUTs, a month of
+-- S3 Standard storage for what was archived, and the Lambda duration it
+-- added after the function finished (GB-s at the function's memory and
+-- architecture). Prices are us-east-1 list prices (README, "What sluice
+-- costs"): edit the prices CTE for another region, or 0.25 for CloudWatch's
+-- Infrequent Access class. Rows written before a field existed count 0.
+WITH prices AS (
+  SELECT CAST(0.50 AS double) AS cloudwatch_usd_per_gb,
+         CAST(26 AS bigint) AS cloudwatch_event_overhead_bytes,
+         CAST(0.005 AS double) / 1000 AS s3_usd_per_put,
+         CAST(0.023 AS double) AS s3_usd_per_gb_month,
+         CAST(0.0000166667 AS double) AS x86_64_usd_per_gb_second,
+         CAST(0.0000133334 AS double) AS arm64_usd_per_gb_second,
+         CAST(1073741824 AS double) AS bytes_per_gb
+),
+stats AS (
+  SELECT "function", dt,
+         coalesce(CAST(json_extract_scalar(fields, '$.lines_seen') AS bigint), 0) AS lines_seen,
+         coalesce(CAST(json_extract_scalar(fields, '$.bytes_seen') AS bigint), 0) AS bytes_seen,
+         coalesce(CAST(json_extract_scalar(fields, '$.objects_written') AS bigint), 0) AS objects_written,
+         coalesce(CAST(json_extract_scalar(fields, '$.stored_bytes') AS bigint), 0) AS stored_bytes,
+         coalesce(CAST(json_extract_scalar(fields, '$.added_ms') AS double), 0) AS added_ms,
+         coalesce(CAST(json_extract_scalar(fields, '$.memory_mb') AS double), 0) AS memory_mb,
+         coalesce(json_extract_scalar(fields, '$.arch'), 'x86_64') AS arch
+  FROM sluice_logs_v
+  WHERE "function" IN ('<FUNCTION>')
+    AND dt BETWEEN '<DT_FROM>' AND '<DT_TO>'
+    AND type = 'sluice.stats'
+),
+daily AS (
+  SELECT s."function", s.dt,
+         sum(s.bytes_seen) / p.bytes_per_gb AS gb_seen,
+         sum(s.stored_bytes) / p.bytes_per_gb AS gb_archived,
+         sum(s.bytes_seen + s.lines_seen * p.cloudwatch_event_overhead_bytes) / p.bytes_per_gb * p.cloudwatch_usd_per_gb AS cloudwatch_usd_avoided,
+         sum(s.objects_written) * p.s3_usd_per_put AS s3_put_usd,
+         sum(s.stored_bytes) / p.bytes_per_gb * p.s3_usd_per_gb_month AS s3_storage_usd_month,
+         sum(s.added_ms / 1000.0 * s.memory_mb / 1024.0) AS lambda_gb_seconds_added,
+         sum(s.added_ms / 1000.0 * s.memory_mb / 1024.0 *
+             CASE s.arch WHEN 'arm64' THEN p.arm64_usd_per_gb_second ELSE p.x86_64_usd_per_gb_second END) AS lambda_usd_added
+  FROM stats s CROSS JOIN prices p
+  GROUP BY s."function", s.dt, p.bytes_per_gb, p.cloudwatch_event_overhead_bytes, p.cloudwatch_usd_per_gb,
+           p.s3_usd_per_put, p.s3_usd_per_gb_month
+)
+SELECT "function", dt, gb_seen, gb_archived, cloudwatch_usd_avoided, s3_put_usd, s3_storage_usd_month,
+       lambda_gb_seconds_added, lambda_usd_added,
+       cloudwatch_usd_avoided - s3_put_usd - s3_storage_usd_month - lambda_usd_added AS net_saving_usd
+FROM daily
+ORDER BY "function", dt;

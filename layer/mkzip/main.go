@@ -1,6 +1,8 @@
 // Command mkzip packs an extension binary into a Lambda layer zip, as
-// extensions/<name> with mode 0755 and a fixed timestamp so that builds of
-// the same binary give the same zip.
+// extensions/<name> with mode 0755. The zip depends only on the binary's
+// bytes and the name: entries in a fixed order, a fixed timestamp and fixed
+// modes (whatever the file's own), no comment, so that `make layer` in two
+// clones of the same commit gives byte-identical zips.
 //
 //	go run ./layer/mkzip -o layer/dist/sluice-arm64.zip -name sluice layer/build/arm64/sluice
 package main

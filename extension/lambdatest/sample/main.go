@@ -4,13 +4,17 @@
 //
 // Its payload, all fields optional:
 //
-//	{"lines": N, "json": bool, "big": BYTES, "fail": bool, "sleep_ms": N, "level": "ERROR", "exit": CODE}
+//	{"lines": N, "json": bool, "app": bool, "big": BYTES, "dump": BYTES, "fail": bool, "sleep_ms": N, "level": "ERROR", "exit": CODE}
 //
 // It writes N lines, each carrying "sample id=<requestId>-<i>" so a test can
 // check that every line arrives exactly once and intact. With json, odd
 // lines are JSON objects {"level", "message", "seq", "requestId"}, even lines
-// plain text. Lines go to stdout, or to stderr when level is ERROR. big adds
-// one line of exactly BYTES bytes (see bigLine). Then it sleeps sleep_ms,
+// plain text. With app, lines are instead those of a real service
+// (applog: JSON records with request metadata, framework text lines, order
+// objects), which compress like real logs. Lines go to stdout, or to stderr
+// when level is ERROR. big adds one line of exactly BYTES bytes (see
+// bigLine); dump adds one of a request dump, a realistic JSON document of
+// exactly BYTES bytes (applog.Dump). Then it sleeps sleep_ms,
 // exits with CODE when exit is set (a crash), and returns an error of type
 // SampleError when fail is true.
 package main
@@ -25,12 +29,16 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/sluice-logs/sluice/extension/lambdatest/sample/applog"
 )
 
 type request struct {
 	Lines   int    `json:"lines"`
 	JSON    bool   `json:"json"`
+	App     bool   `json:"app"`
 	Big     int    `json:"big"`
+	Dump    int    `json:"dump"`
 	Fail    bool   `json:"fail"`
 	SleepMs int    `json:"sleep_ms"`
 	Level   string `json:"level"`
@@ -71,10 +79,20 @@ func handle(ctx context.Context, req request) (*response, error) {
 	if level == "ERROR" {
 		out = os.Stderr
 	}
+	var app *applog.Gen
+	if req.App {
+		app = applog.New(id)
+	}
 	for i := range req.Lines {
 		// One write per line: a line is never interleaved with another.
 		var line []byte
-		if req.JSON && i%2 == 1 {
+		if app != nil {
+			lvl := req.Level
+			if lvl == "INFO" {
+				lvl = "" // a real service's mix; ERROR only when asked
+			}
+			line = app.Line(i, time.Now(), lvl)
+		} else if req.JSON && i%2 == 1 {
 			line, _ = json.Marshal(map[string]any{
 				"level":     level,
 				"message":   fmt.Sprintf("sample id=%s-%d", id, i),
@@ -88,6 +106,9 @@ func handle(ctx context.Context, req request) (*response, error) {
 	}
 	if req.Big > 0 {
 		_, _ = out.Write(append(bigLine(id, req.Big), '\n'))
+	}
+	if req.Dump > 0 {
+		_, _ = out.Write(append(applog.Dump(id, req.Dump), '\n'))
 	}
 	if req.SleepMs > 0 {
 		// Deliberately deaf to ctx: a sleep past the deadline must time out.

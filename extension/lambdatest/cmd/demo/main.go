@@ -25,6 +25,7 @@ import (
 
 	"github.com/sluice-logs/sluice/buffer"
 	"github.com/sluice-logs/sluice/extension/lambdatest"
+	"github.com/sluice-logs/sluice/extension/lambdatest/sample/applog"
 	"github.com/sluice-logs/sluice/sinks/s3test"
 )
 
@@ -33,12 +34,13 @@ func main() {
 	fn := flag.String("function", "", "the sample function's bootstrap binary")
 	n := flag.Int("invocations", 60, "invocations to run")
 	keep := flag.Bool("keep", false, "keep the work directory (the archive) after the run")
+	pr := pricesFlags(flag.CommandLine)
 	flag.Parse()
 	if *ext == "" || *fn == "" {
 		fmt.Fprintln(os.Stderr, "usage: demo -extension PATH_TO_SLUICE -function BOOTSTRAP [-invocations N] [-keep]")
 		os.Exit(2)
 	}
-	if err := run(*ext, *fn, *n, *keep); err != nil {
+	if err := run(*ext, *fn, *n, *keep, pr); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice run:", err)
 		os.Exit(1)
 	}
@@ -46,11 +48,31 @@ func main() {
 
 const function = "sluice-demo"
 
-// payload is the sample function's input for invocation i of n: a mix of
-// text and JSON lines, one 300 KB line, one failing invocation and one that
-// logs at ERROR.
+// dumpBytes is the size of the one request dump line.
+const dumpBytes = 300_000
+
+// userVars are the caller's SLUICE_* variables, passed on to the extension
+// (`SLUICE_SAMPLE_RATE=0.1 make run`), except those that wire it to the
+// local platform and S3 server.
+func userVars(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case !strings.HasPrefix(k, "SLUICE_"), k == "SLUICE_SINK", k == "SLUICE_LISTEN_ADDR", k == "SLUICE_TEST_MEASURE":
+			continue
+		}
+		out = append(out, kv)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// payload is the sample function's input for invocation i of n: lines
+// like a real service's (applog), some plain text, one 300 KB request dump,
+// one failing invocation and one that logs at ERROR.
 func payload(i, n int) []byte {
-	p := map[string]any{"lines": 20 + i%40, "json": true}
+	p := map[string]any{"lines": 20 + i%40, "app": true}
 	if i%7 == 0 {
 		// Some invocations write plain text only.
 		p["lines"] = 5
@@ -58,7 +80,7 @@ func payload(i, n int) []byte {
 	}
 	switch i {
 	case n / 2:
-		p["big"] = 300_000
+		p["dump"] = dumpBytes
 	case n / 3:
 		p["fail"] = true
 	case n - 2:
@@ -68,7 +90,7 @@ func payload(i, n int) []byte {
 	return b
 }
 
-func run(ext, fn string, n int, keep bool) error {
+func run(ext, fn string, n int, keep bool, pr *prices) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "sluice-run-")
 	if err != nil {
@@ -95,6 +117,12 @@ func run(ext, fn string, n int, keep bool) error {
 		// uploads during invocations as well as at SHUTDOWN.
 		"SLUICE_BATCH_MAX_BYTES=256KiB",
 	)
+	// The caller's settings come last and win.
+	user := userVars(os.Environ())
+	env = append(env, user...)
+	if len(user) > 0 {
+		fmt.Printf("your settings, passed to sluice: %s\n", strings.Join(user, " "))
+	}
 	p, err := lambdatest.Start(ctx, lambdatest.Config{
 		Extensions:   []string{ext},
 		Runtime:      []string{fn},
@@ -165,7 +193,12 @@ func run(ext, fn string, n int, keep bool) error {
 	printQuery(a)
 	fmt.Println("\nThe same query runs in Athena over the table in layer/athena/ (see README.md).")
 
-	fmt.Printf("sluice.stats: %d lines seen, %d dropped by sampling or filtering (accounted, not lost)\n", a.seen, a.dropped)
+	printStats(a)
+	var addedMs float64
+	for _, d := range post {
+		addedMs += float64(d.Microseconds()) / 1000
+	}
+	printSavings(a, pr, addedMs)
 	emitted := int(stats.FunctionLines)
 	lost := emitted - a.lines - fallback - a.dropped
 	ratio := 0.0
@@ -195,6 +228,7 @@ type archive struct {
 	// From the sluice.stats rows: lines dropped under a reason (sampling,
 	// level, cap), which are accounted for, not lost.
 	seen, dropped int
+	stats         statsRow // their sum
 }
 
 type reqStats struct {
@@ -248,7 +282,7 @@ func readArchive(objects map[string][]byte) (*archive, error) {
 					a.duplicates++
 				}
 				seen[id] = true
-				if strings.HasSuffix(id, "-big") && len(row.Message) != 300_000 {
+				if req, ok := strings.CutSuffix(id, "-dump"); ok && row.Message != string(applog.Dump(req, dumpBytes)) {
 					a.corrupt++
 				}
 			case "platform.report":
@@ -256,17 +290,13 @@ func readArchive(objects map[string][]byte) (*archive, error) {
 				r.status = row.Status
 				r.billedMs = row.BilledDurationMs
 			case "sluice.stats":
-				var f struct {
-					Seen       int `json:"lines_seen"`
-					SampledOut int `json:"lines_sampled_out"`
-					BelowLevel int `json:"lines_below_level"`
-					OverCap    int `json:"lines_over_cap"`
-				}
+				var f statsRow
 				if err := json.Unmarshal([]byte(row.Fields), &f); err != nil {
 					return nil, fmt.Errorf("read %s: sluice.stats: %w", k, err)
 				}
-				a.seen += f.Seen
-				a.dropped += f.SampledOut + f.BelowLevel + f.OverCap
+				a.stats.add(f)
+				a.seen += int(f.LinesSeen)
+				a.dropped += int(f.LinesSampledOut + f.LinesBelowLevel + f.LinesOverCap)
 			}
 		}
 	}
