@@ -30,6 +30,8 @@ type Config struct {
 	Sink           Sink          // SLUICE_SINK
 	BatchMaxBytes  int           // SLUICE_BATCH_MAX_BYTES: uncompressed NDJSON per object
 	BatchMaxAge    time.Duration // SLUICE_BATCH_MAX_AGE
+	BatchMinBytes  int           // SLUICE_BATCH_MIN_BYTES: age seals only batches this large...
+	BatchMaxHold   time.Duration // SLUICE_BATCH_MAX_HOLD: ...smaller ones are held at most this long
 	BufferMaxBytes int           // SLUICE_BUFFER_MAX_BYTES: compressed bytes held for upload
 	ListenAddr     string        // SLUICE_LISTEN_ADDR
 	Flush          string        // SLUICE_FLUSH
@@ -89,6 +91,8 @@ func Load(getenv func(string) string) (Config, error) {
 	c := Config{
 		BatchMaxBytes:  DefaultBatchMaxBytes,
 		BatchMaxAge:    DefaultBatchMaxAge,
+		BatchMinBytes:  buffer.DefaultMinBytes,
+		BatchMaxHold:   buffer.DefaultMaxHold,
 		BufferMaxBytes: DefaultBufferMaxBytes,
 		ListenAddr:     DefaultListenAddr,
 		Flush:          FlushBackground,
@@ -164,6 +168,33 @@ func Load(getenv func(string) string) (Config, error) {
 			bad("SLUICE_BATCH_MAX_AGE", v, "want between 1s and 1h")
 		default:
 			c.BatchMaxAge = d
+		}
+	}
+
+	minSet := false
+	if v := getenv("SLUICE_BATCH_MIN_BYTES"); v != "" {
+		n, err := parseSize(v)
+		switch {
+		case err != nil:
+			bad("SLUICE_BATCH_MIN_BYTES", v, "%v", err)
+		case n > c.BatchMaxBytes:
+			bad("SLUICE_BATCH_MIN_BYTES", v, "want at most SLUICE_BATCH_MAX_BYTES (%s)", formatSize(c.BatchMaxBytes))
+		default:
+			c.BatchMinBytes, minSet = n, true
+		}
+	}
+	if !minSet {
+		c.BatchMinBytes = min(c.BatchMinBytes, c.BatchMaxBytes)
+	}
+	if v := getenv("SLUICE_BATCH_MAX_HOLD"); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad("SLUICE_BATCH_MAX_HOLD", v, "want a duration such as 30m or 1h")
+		case d < c.BatchMaxAge || d > 6*time.Hour:
+			bad("SLUICE_BATCH_MAX_HOLD", v, "want between SLUICE_BATCH_MAX_AGE (%s) and 6h", c.BatchMaxAge)
+		default:
+			c.BatchMaxHold = d
 		}
 	}
 
@@ -281,9 +312,18 @@ func Load(getenv func(string) string) (Config, error) {
 	return c, errors.Join(errs...)
 }
 
+// Limits are the batch bounds for buffer.NewBatcher.
+func (c Config) Limits() buffer.Limits {
+	minBytes := c.BatchMinBytes
+	if minBytes == 0 {
+		minBytes = -1 // no minimum: the age bound seals any batch
+	}
+	return buffer.Limits{MaxBytes: c.BatchMaxBytes, MaxAge: c.BatchMaxAge, MinBytes: minBytes, MaxHold: c.BatchMaxHold, Format: c.Format}
+}
+
 // KnownVars lists every variable Load reads, for spotting typos.
 var KnownVars = []string{
-	"SLUICE_SINK", "SLUICE_BATCH_MAX_BYTES", "SLUICE_BATCH_MAX_AGE", "SLUICE_BUFFER_MAX_BYTES",
+	"SLUICE_SINK", "SLUICE_BATCH_MAX_BYTES", "SLUICE_BATCH_MAX_AGE", "SLUICE_BATCH_MIN_BYTES", "SLUICE_BATCH_MAX_HOLD", "SLUICE_BUFFER_MAX_BYTES",
 	"SLUICE_LISTEN_ADDR", "SLUICE_FLUSH", "SLUICE_LOG_LEVEL",
 	"SLUICE_S3_EXPECTED_BUCKET_OWNER", "SLUICE_S3_KMS_KEY_ID",
 	"SLUICE_SPILL_DIR", "SLUICE_SPILL_MAX_BYTES", "SLUICE_MEMORY_LIMIT_MB",

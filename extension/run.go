@@ -210,8 +210,7 @@ func (r *Runner) start(ctx context.Context) *session {
 		go d.Run(context.WithoutCancel(ctx))
 	}
 
-	batcher := buffer.NewBatcher(buffer.Meta{Function: r.reg.FunctionName, Version: r.reg.FunctionVersion},
-		buffer.Limits{MaxBytes: r.Config.BatchMaxBytes, MaxAge: r.Config.BatchMaxAge, Format: r.Config.Format}, time.Now)
+	batcher := buffer.NewBatcher(buffer.Meta{Function: r.reg.FunctionName, Version: r.reg.FunctionVersion}, r.Config.Limits(), time.Now)
 	p := newPipeline(recs, batcher, r.deliveries, r.Fallback, &r.c)
 	p.stager = buffer.NewStager(r.Config.Policy, r.Config.Redactor)
 	p.platform = r.Config.Platform

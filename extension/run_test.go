@@ -298,7 +298,7 @@ func TestRunnerTelemetryNotSupported(t *testing.T) {
 // invocation runs, and what is left is delivered at SHUTDOWN.
 func TestRunnerBackground(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tr := newTestRunner(t, map[string]string{"SLUICE_BATCH_MAX_AGE": "10s"}, nil)
+		tr := newTestRunner(t, map[string]string{"SLUICE_BATCH_MAX_AGE": "10s", "SLUICE_BATCH_MIN_BYTES": "0"}, nil)
 		tr.start(t)
 		var want []string
 		tr.api.events <- Event{EventType: Invoke, RequestID: "r1", DeadlineMs: time.Now().Add(3 * time.Second).UnixMilli()}

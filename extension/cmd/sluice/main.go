@@ -102,7 +102,7 @@ func run() int {
 		}
 		return 1
 	}
-	log.Info("ready", "sink", cfg.Sink.String(), "env", env, "flush", cfg.Flush, "init_ms", float64(time.Since(start).Microseconds())/1000)
+	log.Info("ready", "version", version, "sink", cfg.Sink.String(), "env", env, "flush", cfg.Flush, "init_ms", float64(time.Since(start).Microseconds())/1000)
 	if err := runner.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
 		return 1
