@@ -149,3 +149,12 @@ func readAll(t testing.TB, r *Reader, q Query) []got {
 	}
 	return out
 }
+
+// formats are the formats the batcher of this build writes.
+func formats() []buffer.Format {
+	fs := []buffer.Format{buffer.FormatNDJSONZstd, buffer.FormatNDJSONGzip}
+	if buffer.ParquetBuilt {
+		fs = append(fs, buffer.FormatParquet)
+	}
+	return fs
+}

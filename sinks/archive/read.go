@@ -1,13 +1,14 @@
 package archive
 
 import (
+	"bufio"
 	"cmp"
 	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -315,8 +316,9 @@ func (r *Reader) download(ctx context.Context, objs <-chan *Object, out chan<- *
 // stream is an open object in the merge.
 type stream struct {
 	obj  *Object
-	next func() ([]byte, error, bool)
-	stop func()
+	rc   io.ReadCloser // the object's NDJSON, decoded as it is read
+	br   *bufio.Reader
+	long []byte // assembles a row longer than br's buffer
 	line []byte
 	t    time.Time
 	ord  int // open order: ties keep object order
@@ -431,8 +433,49 @@ func (r *Reader) open(f *fetch, ord int) *stream {
 		}
 		return nil
 	}
-	next, stop := iter.Pull2(buffer.Rows(&buffer.Batch{Data: f.data}))
-	return &stream{obj: f.obj, next: next, stop: stop, ord: ord}
+	rc, err := buffer.NewReader(f.data)
+	if err != nil {
+		r.skip(f.obj, err)
+		return nil
+	}
+	return &stream{obj: f.obj, rc: rc, br: bufio.NewReaderSize(rc, streamBuffer), ord: ord}
+}
+
+// streamBuffer is each open object's read buffer; longer rows are
+// assembled in the stream's own slice.
+const streamBuffer = 32 << 10
+
+// stop releases the decoder.
+func (s *stream) stop() {
+	s.rc.Close()
+	s.long = nil
+}
+
+// next returns the next row, without its newline; it is valid until the
+// following call. io.EOF ends the object.
+func (s *stream) next() ([]byte, error) {
+	s.long = s.long[:0]
+	for {
+		line, err := s.br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			s.long = append(s.long, line...)
+			continue
+		}
+		if len(s.long) > 0 {
+			s.long = append(s.long, line...)
+			line = s.long
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if n := len(line); n > 0 && line[n-1] == '\n' {
+			return line[:n-1], nil
+		}
+		if len(line) > 0 {
+			return line, nil // a last row without its newline
+		}
+		return nil, io.EOF
+	}
 }
 
 func (r *Reader) skip(o *Object, err error) {
@@ -446,14 +489,17 @@ func (r *Reader) skip(o *Object, err error) {
 // the object or at damage, which is reported.
 func (r *Reader) advance(s *stream, q Query) bool {
 	for {
-		line, err, ok := s.next()
-		if !ok {
+		line, err := s.next()
+		if errors.Is(err, io.EOF) {
 			return false
 		}
 		if err != nil {
 			if !s.bad {
 				s.bad = true
-				r.skip(s.obj, fmt.Errorf("after %d rows: %w", s.rows, err))
+				if s.rows > 0 {
+					err = fmt.Errorf("after %d rows: %w", s.rows, err)
+				}
+				r.skip(s.obj, err)
 			}
 			return false
 		}
