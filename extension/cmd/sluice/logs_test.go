@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -396,4 +398,30 @@ func FuzzParseTime(f *testing.F) {
 			t.Fatalf("parseTime(%q) = %v after now %v (duration %v)", s, got, now, d)
 		}
 	})
+}
+
+// BenchmarkLogsText is the command over 100 objects of the file:// sink
+// (1,000 rows each), printing text: what a person waits for.
+func BenchmarkLogsText(b *testing.B) {
+	root := b.TempDir()
+	start := logsDay
+	lines := 0
+	for i := range 100 {
+		bt := buffer.NewBatcher(buffer.Meta{Function: "f", Version: "$LATEST"}, buffer.Limits{MaxBytes: 64 << 20}, nil)
+		for j := range 1000 {
+			bt.Add(&buffer.Record{Time: start.Add(time.Duration(i*1000+j) * 3 * time.Millisecond), Type: "function", RequestID: "8f2b6c1e-3a0d-4a57-9a52-5b0f1c9d7e21", Level: "INFO",
+				Message: fmt.Sprintf("method=GET path=/api/v1/orders/%d status=200 duration_ms=%d", j, j%900)})
+			lines++
+		}
+		if err := sinks.NewDir(root, sinks.Layout{Function: "f", Env: fmt.Sprintf("e%d", i%4)}).Write(context.Background(), bt.Seal()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	args := []string{"file://" + root, "--function", "f", "--start", "2026-03-07T09:00:00Z", "--end", "2026-03-07T10:00:00Z"}
+	for b.Loop() {
+		if code := logsMain(context.Background(), args, io.Discard, io.Discard, func(string) string { return "" }); code != exitOK {
+			b.Fatalf("exit %d", code)
+		}
+	}
+	b.ReportMetric(float64(lines)*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 }
