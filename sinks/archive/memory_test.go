@@ -155,4 +155,3 @@ func TestReadMemory(t *testing.T) {
 		t.Errorf("peak heap %.1f MiB is more than half of all the objects (%.1f MiB): the reader holds them", float64(inUse)/(1<<20), float64(compressed)/(1<<20))
 	}
 }
-
