@@ -25,6 +25,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "logs" {
+		os.Exit(logsMain(context.Background(), os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
+	}
 	os.Exit(run())
 }
 

@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -208,6 +209,7 @@ func run(ext, fn string, n int, keep bool, pr *prices) error {
 	if fallback > 0 {
 		fmt.Printf("fallback: %d lines written to stdout instead of the archive\n", fallback)
 	}
+	showLogs(ctx, ext, srv, a)
 	fmt.Printf("sluice run: emitted=%d archived=%d lost=%d objects=%d ratio=%.2f\n", emitted, a.lines, lost, len(a.keys), ratio)
 	if lost != 0 || a.duplicates > 0 || a.corrupt > 0 {
 		return errors.New("the archive does not hold every emitted line exactly once")
@@ -424,4 +426,39 @@ func size(n int) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// showLogs runs `sluice logs` (the extension binary itself) over the archive
+// just written, for the request that logged the most errors, and prints the
+// command and what it printed, as a person would read one request's lines.
+func showLogs(ctx context.Context, ext string, srv *s3test.Server, a *archive) {
+	id, best := "", &reqStats{}
+	for k, r := range a.byRequest {
+		if k != "" && cmp.Or(cmp.Compare(r.errors, best.errors), cmp.Compare(r.lines, best.lines), strings.Compare(id, k)) > 0 {
+			id, best = k, r
+		}
+	}
+	if id == "" {
+		return
+	}
+	args := []string{"logs", "s3://" + srv.Bucket + "/logs", "--function", function, "--request-id", id, "--since", "1h"}
+	cmd := exec.CommandContext(ctx, ext, args...)
+	cmd.Env = append(os.Environ(), srv.Env()...)
+	out, err := cmd.CombinedOutput()
+	fmt.Printf("\none request's lines, read back with the same binary (like aws logs tail):\n  $ sluice %s\n", strings.Join(args, " "))
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	const maxLines, maxWidth = 25, 160
+	for i, l := range lines {
+		if i == maxLines {
+			fmt.Printf("  ... %d more lines\n", len(lines)-maxLines)
+			break
+		}
+		if len(l) > maxWidth {
+			l = l[:maxWidth] + "..."
+		}
+		fmt.Printf("  %s\n", l)
+	}
+	if err != nil {
+		fmt.Printf("  (sluice logs: %v)\n", err)
+	}
 }
