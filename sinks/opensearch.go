@@ -230,7 +230,9 @@ func (s *OpenSearch) Write(ctx context.Context, b *buffer.Batch) error {
 			if ferr := w.flush(ctx); ferr != nil {
 				return ferr
 			}
-			return fmt.Errorf("%s: %w", op, err)
+			// %v, not %w: the decoder's io.ErrUnexpectedEOF would read as
+			// a network failure to Retryable, and damage does not heal.
+			return fmt.Errorf("%s: damaged batch: %v", op, err)
 		}
 		row++
 		if lvl, ok := rowLevel(line); ok && lvl < s.o.MinLevel {
