@@ -386,9 +386,9 @@ func TestOpenSearchDeadline(t *testing.T) {
 
 func TestAppendDoc(t *testing.T) {
 	for in, want := range map[string]string{
-		row("x"): `{"@timestamp":"2026-03-07T04:05:06.000Z",` + row("x")[1:],
-		`{}`:     `{"@timestamp":"2026-03-07T04:05:06.000Z"}`,
-		`{"type":"sluice.stats"}`: `{"@timestamp":"2026-03-07T04:05:06.000Z","type":"sluice.stats"}`,
+		row("x"):                              `{"@timestamp":"2026-03-07T04:05:06.000Z",` + row("x")[1:],
+		`{}`:                                  `{"@timestamp":"2026-03-07T04:05:06.000Z"}`,
+		`{"type":"sluice.stats"}`:             `{"@timestamp":"2026-03-07T04:05:06.000Z","type":"sluice.stats"}`,
 		`{"time":"2020-01-01T00:00:00.000Z"}`: `{"@timestamp":"2020-01-01T00:00:00.000Z","time":"2020-01-01T00:00:00.000Z"}`,
 	} {
 		got, ok := appendDoc(nil, []byte(in), testStart)
