@@ -10,7 +10,7 @@ HOSTARCH  := $(shell $(GO) env GOARCH)
 
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build layer run test athena faults check lint bench tools clean
+.PHONY: all build layer run test athena faults check lint bench tools clean opensearch
 
 all: check
 
@@ -78,3 +78,8 @@ bench:
 
 clean:
 	rm -rf layer/build layer/dist
+
+## opensearch: fetch the jars of the test OpenSearch node (2.19, ~44 MB from
+## Maven Central, cached in ~/.cache/sluice-opensearch) and compile its launcher
+opensearch:
+	$(GO) run ./sinks/ostest/cmd/osfetch

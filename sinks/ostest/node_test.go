@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -510,4 +511,23 @@ func keys(m map[string]json.RawMessage) []string {
 
 func credentialsFor(ak, sk string) aws.CredentialsProvider {
 	return credentials.NewStaticCredentialsProvider(ak, sk, "")
+}
+
+// TestLayerJSON: every policy and template shipped in layer/opensearch is
+// valid JSON (the template is also installed by
+// TestTemplateNoDynamicFields).
+func TestLayerJSON(t *testing.T) {
+	files, err := filepath.Glob("../../layer/opensearch/*.json")
+	if err != nil || len(files) < 6 {
+		t.Fatalf("layer/opensearch: %d JSON files (%v), want the template and the policies", len(files), err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(data) {
+			t.Errorf("%s is not valid JSON", f)
+		}
+	}
 }
