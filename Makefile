@@ -10,7 +10,7 @@ HOSTARCH  := $(shell $(GO) env GOARCH)
 
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build layer publish cost run test athena faults check lint bench tools clean
+.PHONY: all build layer publish cost run test athena faults check lint bench tools clean opensearch
 
 all: check
 
@@ -95,3 +95,8 @@ bench:
 
 clean:
 	rm -rf layer/build layer/dist
+
+## opensearch: fetch the jars of the test OpenSearch node (2.19, ~44 MB from
+## Maven Central, cached in ~/.cache/sluice-opensearch) and compile its launcher
+opensearch:
+	$(GO) run ./sinks/ostest/cmd/osfetch
