@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-logs/sluice/buffer"
+	"github.com/sluice-logs/sluice/sinks"
 )
 
 // Flush modes: when sealed batches are uploaded.
@@ -27,7 +28,10 @@ const (
 
 // Config is sluice's whole configuration, read once from SLUICE_* variables.
 type Config struct {
-	Sink           Sink          // SLUICE_SINK
+	Sink           Sink          // SLUICE_SINK's archive (s3:// or file://); zero when there is none
+	// OpenSearch are SLUICE_SINK's OpenSearch entries, each with its own
+	// delivery path (SLUICE_OPENSEARCH_SECRET_ARN supplies basic auth).
+	OpenSearch []sinks.OpenSearchTarget
 	BatchMaxBytes  int           // SLUICE_BATCH_MAX_BYTES: uncompressed NDJSON per object
 	BatchMaxAge    time.Duration // SLUICE_BATCH_MAX_AGE
 	BatchMinBytes  int           // SLUICE_BATCH_MIN_BYTES: age seals only batches this large...
@@ -109,11 +113,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 
 	if v := getenv("SLUICE_SINK"); v == "" {
-		errs = append(errs, errors.New(`SLUICE_SINK is not set: want s3://BUCKET/PREFIX or file:///DIR`))
-	} else if s, err := parseSink(v); err != nil {
-		bad("SLUICE_SINK", v, "%v", err)
+		errs = append(errs, errors.New(`SLUICE_SINK is not set: want s3://BUCKET/PREFIX, file:///DIR or https://OPENSEARCH/INDEX (a comma-separated list for more than one)`))
 	} else {
-		c.Sink = s
+		errs = append(errs, c.parseSinks(v, getenv("SLUICE_OPENSEARCH_SECRET_ARN"))...)
 	}
 
 	size := func(name string, dst *int, lo, hi int) {
@@ -290,6 +292,9 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("SLUICE_FORMAT=%q SLUICE_COMPRESSION=%q: %w", getenv("SLUICE_FORMAT"), getenv("SLUICE_COMPRESSION"), err))
 	} else {
 		c.Format = f
+		if f == buffer.FormatParquet && len(c.OpenSearch) > 0 {
+			errs = append(errs, errors.New(`SLUICE_FORMAT="parquet": OpenSearch sinks in SLUICE_SINK index NDJSON rows; use ndjson, or archive Parquet and index from another function`))
+		}
 	}
 
 	if v := getenv("SLUICE_PLATFORM"); v != "" {
@@ -306,7 +311,7 @@ func Load(getenv func(string) string) (Config, error) {
 		bad("SLUICE_S3_EXPECTED_BUCKET_OWNER", v, "want a 12-digit AWS account id")
 	}
 	c.S3KMSKeyID = getenv("SLUICE_S3_KMS_KEY_ID")
-	if (c.S3BucketOwner != "" || c.S3KMSKeyID != "") && c.Sink.Scheme == "file" {
+	if (c.S3BucketOwner != "" || c.S3KMSKeyID != "") && c.Sink.Scheme != "s3" {
 		errs = append(errs, errors.New("SLUICE_S3_EXPECTED_BUCKET_OWNER and SLUICE_S3_KMS_KEY_ID apply only to an s3:// SLUICE_SINK"))
 	}
 	return c, errors.Join(errs...)
@@ -321,9 +326,68 @@ func (c Config) Limits() buffer.Limits {
 	return buffer.Limits{MaxBytes: c.BatchMaxBytes, MaxAge: c.BatchMaxAge, MinBytes: minBytes, MaxHold: c.BatchMaxHold, Format: c.Format}
 }
 
+// parseSinks reads SLUICE_SINK: a comma-separated list of at most one
+// archive (s3:// or file://) and any number of OpenSearch endpoints.
+func (c *Config) parseSinks(v, secretARN string) []error {
+	var errs []error
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if strings.HasPrefix(part, "https://") || strings.HasPrefix(part, "http://") {
+			t, err := sinks.ParseOpenSearchURL(part)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("SLUICE_SINK=%q: %w", quoteSafe(part), err))
+				continue
+			}
+			if secretARN != "" && t.Auth == sinks.AuthSigV4 && !t.Serverless() {
+				t.Auth, t.SecretARN = sinks.AuthSecret, secretARN
+			}
+			c.OpenSearch = append(c.OpenSearch, t)
+			continue
+		}
+		s, err := parseSink(part)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("SLUICE_SINK=%q: %w", quoteSafe(part), err))
+		case c.Sink.Scheme != "":
+			errs = append(errs, fmt.Errorf("SLUICE_SINK=%q: more than one archive (s3:// or file://); want at most one, plus OpenSearch endpoints", v))
+		default:
+			c.Sink = s
+		}
+	}
+	if len(errs) == 0 && c.Sink.Scheme == "" && len(c.OpenSearch) == 0 {
+		errs = append(errs, fmt.Errorf("SLUICE_SINK=%q: no sink: want s3://BUCKET/PREFIX, file:///DIR or https://OPENSEARCH/INDEX", v))
+	}
+	return errs
+}
+
+// quoteSafe keeps credentials out of error messages: the userinfo of a
+// URL is masked.
+func quoteSafe(v string) string {
+	if u, err := url.Parse(v); err == nil && u.User != nil {
+		u.User = url.User("REDACTED")
+		return u.String()
+	}
+	return v
+}
+
+// SinkNames lists the configured sinks for logs.
+func (c Config) SinkNames() string {
+	var names []string
+	if c.Sink.Scheme != "" {
+		names = append(names, c.Sink.String())
+	}
+	for _, t := range c.OpenSearch {
+		names = append(names, t.Endpoint+"/"+t.Index.Pattern)
+	}
+	return strings.Join(names, ",")
+}
+
 // KnownVars lists every variable Load reads, for spotting typos.
 var KnownVars = []string{
-	"SLUICE_SINK", "SLUICE_BATCH_MAX_BYTES", "SLUICE_BATCH_MAX_AGE", "SLUICE_BATCH_MIN_BYTES", "SLUICE_BATCH_MAX_HOLD", "SLUICE_BUFFER_MAX_BYTES",
+	"SLUICE_SINK", "SLUICE_OPENSEARCH_SECRET_ARN", "SLUICE_BATCH_MAX_BYTES", "SLUICE_BATCH_MAX_AGE", "SLUICE_BATCH_MIN_BYTES", "SLUICE_BATCH_MAX_HOLD", "SLUICE_BUFFER_MAX_BYTES",
 	"SLUICE_LISTEN_ADDR", "SLUICE_FLUSH", "SLUICE_LOG_LEVEL",
 	"SLUICE_S3_EXPECTED_BUCKET_OWNER", "SLUICE_S3_KMS_KEY_ID",
 	"SLUICE_SPILL_DIR", "SLUICE_SPILL_MAX_BYTES", "SLUICE_MEMORY_LIMIT_MB",

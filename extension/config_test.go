@@ -241,3 +241,60 @@ func TestDefaultPlatformFilter(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadSinks(t *testing.T) {
+	tests := []struct {
+		name, sink, secret string
+		archive            string
+		opensearch         []string // endpoint + index pattern + auth
+		err                string
+	}{
+		{name: "archive only", sink: "s3://logs/lambda", archive: "s3://logs/lambda"},
+		{name: "archive and a domain", sink: "s3://logs/lambda, https://search-x.us-east-1.es.amazonaws.com/app-%Y.%m.%d?min_level=WARN",
+			archive: "s3://logs/lambda", opensearch: []string{"https://search-x.us-east-1.es.amazonaws.com app-%Y.%m.%d sigv4"}},
+		{name: "serverless only", sink: "https://abc.us-east-1.aoss.amazonaws.com/logs",
+			opensearch: []string{"https://abc.us-east-1.aoss.amazonaws.com logs sigv4"}},
+		{name: "secret from its variable", sink: "https://search.example.com", secret: "arn:aws:secretsmanager:us-east-1:123456789012:secret:os-abc",
+			opensearch: []string{"https://search.example.com lambda-logs-%Y.%m.%d secret"}},
+		{name: "two archives", sink: "s3://logs-a/x,file:///tmp/y", err: "more than one archive"},
+		{name: "credentials in the URL are refused and masked", sink: "https://admin:hunter2@search.example.com/logs", err: "REDACTED"},
+		{name: "nothing", sink: " , ", err: "no sink"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(env(map[string]string{"SLUICE_SINK": tt.sink, "SLUICE_OPENSEARCH_SECRET_ARN": tt.secret}))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Load(SLUICE_SINK=%q) = %v, want an error containing %q", tt.sink, err, tt.err)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Errorf("the error quotes a password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load(SLUICE_SINK=%q): %v", tt.sink, err)
+			}
+			got := ""
+			if c.Sink.Scheme != "" {
+				got = c.Sink.String()
+			}
+			if got != tt.archive {
+				t.Errorf("archive = %q, want %q", got, tt.archive)
+			}
+			var os []string
+			for _, o := range c.OpenSearch {
+				os = append(os, o.Endpoint+" "+o.Index.Pattern+" "+string(o.Auth))
+			}
+			if diff := cmp.Diff(tt.opensearch, os); diff != "" {
+				t.Errorf("OpenSearch (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if !buffer.ParquetBuilt {
+		return
+	}
+	if _, err := Load(env(map[string]string{"SLUICE_SINK": "s3://logs-a/x,https://search.example.com", "SLUICE_FORMAT": "parquet"})); err == nil || !strings.Contains(err.Error(), "OpenSearch") {
+		t.Errorf("parquet with an OpenSearch sink: err = %v, want a refusal", err)
+	}
+}

@@ -178,12 +178,13 @@ func (t OpenSearchTarget) String() string {
 //
 // Every problem is reported, each naming the part of the value at fault.
 func ParseOpenSearchURL(s string) (OpenSearchTarget, error) {
+	shown := redactUserinfo(s)
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok || (scheme != "https" && scheme != "http") {
-		return OpenSearchTarget{}, fmt.Errorf("opensearch url %q: want https://HOST[/INDEX][?OPTIONS]", s)
+		return OpenSearchTarget{}, fmt.Errorf("opensearch url %q: want https://HOST[/INDEX][?OPTIONS]", shown)
 	}
 	rest, rawQuery, _ := strings.Cut(rest, "?")
 	host, path, _ := strings.Cut(rest, "/")
@@ -309,9 +310,26 @@ func ParseOpenSearchURL(s string) (OpenSearchTarget, error) {
 		bad("http:// to an AWS endpoint: use https")
 	}
 	if err := errors.Join(errs...); err != nil {
-		return OpenSearchTarget{}, fmt.Errorf("opensearch url %q: %w", s, err)
+		return OpenSearchTarget{}, fmt.Errorf("opensearch url %q: %w", shown, err)
 	}
 	return t, nil
+}
+
+// redactUserinfo hides credentials written into a URL (user:password@) so
+// that an error quoting the value does not carry them into the logs.
+func redactUserinfo(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	end := len(rest)
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		end = i
+	}
+	if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
+		return scheme + "://REDACTED" + rest[at:]
+	}
+	return s
 }
 
 // regionOfHost returns the region in an AWS OpenSearch host name:

@@ -19,6 +19,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/sluice-logs/sluice/buffer"
 	"github.com/sluice-logs/sluice/extension"
 	"github.com/sluice-logs/sluice/extension/telemetry"
 	"github.com/sluice-logs/sluice/sinks"
@@ -105,7 +109,7 @@ func run() int {
 		}
 		return 1
 	}
-	log.Info("ready", "version", version, "sink", cfg.Sink.String(), "env", env, "flush", cfg.Flush, "init_ms", float64(time.Since(start).Microseconds())/1000)
+	log.Info("ready", "version", version, "sink", cfg.SinkNames(), "env", env, "flush", cfg.Flush, "init_ms", float64(time.Since(start).Microseconds())/1000)
 	if err := runner.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
 		return 1
@@ -113,53 +117,125 @@ func run() int {
 	return 0
 }
 
-// openSinks builds the delivery path of the configured sink: the sink
-// itself, its spill and the fallback, wrapped in a sinks.Durable.
+// openSinks builds one delivery path per configured sink: the sink itself,
+// its spill and the fallback, wrapped in a sinks.Durable. The archive (S3 or
+// a directory) comes first; each OpenSearch endpoint gets its own path, so a
+// slow cluster never holds back the archive.
 func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registration, env string, fallback sinks.Sink, log *slog.Logger) ([]extension.Delivery, error) {
 	function := firstNonEmpty(reg.FunctionName, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
-	layout := sinks.Layout{Function: function, Env: env}
-	var sink sinks.Sink
-	hint := func(error) string { return "check the SLUICE_SINK directory" }
-	switch cfg.Sink.Scheme {
-	case "s3":
-		layout.Prefix = cfg.Sink.Prefix
-		s3c, err := sinks.NewS3Client(ctx, os.Getenv("AWS_REGION"))
-		if err != nil {
-			return nil, fmt.Errorf("SLUICE_SINK=%q: %w", cfg.Sink, err)
+	var out []extension.Delivery
+	var archive *sinks.Durable
+	if cfg.Sink.Scheme != "" {
+		layout := sinks.Layout{Function: function, Env: env}
+		var sink sinks.Sink
+		hint := func(error) string { return "check the SLUICE_SINK directory" }
+		switch cfg.Sink.Scheme {
+		case "s3":
+			layout.Prefix = cfg.Sink.Prefix
+			s3c, err := sinks.NewS3Client(ctx, os.Getenv("AWS_REGION"))
+			if err != nil {
+				return nil, fmt.Errorf("SLUICE_SINK=%q: %w", cfg.Sink, err)
+			}
+			sink = sinks.NewS3(s3c, sinks.S3Options{
+				Bucket:              cfg.Sink.Bucket,
+				Layout:              layout,
+				ExpectedBucketOwner: cfg.S3BucketOwner,
+				KMSKeyID:            cfg.S3KMSKeyID,
+			})
+			hint = sinks.S3Hint
+		case "file":
+			sink = sinks.NewDir(cfg.Sink.Dir, layout)
 		}
-		sink = sinks.NewS3(s3c, sinks.S3Options{
-			Bucket:              cfg.Sink.Bucket,
-			Layout:              layout,
-			ExpectedBucketOwner: cfg.S3BucketOwner,
-			KMSKeyID:            cfg.S3KMSKeyID,
-		})
-		hint = sinks.S3Hint
-	case "file":
-		sink = sinks.NewDir(cfg.Sink.Dir, layout)
-	default:
-		return nil, fmt.Errorf("SLUICE_SINK=%q: unsupported scheme", cfg.Sink)
+		d, err := durable(cfg, cfg.Sink.Scheme, cfg.SpillDir, sink, hint, env, fallback, log)
+		if err != nil {
+			return nil, err
+		}
+		archive = d
+		out = append(out, d)
 	}
+	if len(cfg.OpenSearch) == 0 {
+		return out, nil
+	}
+	// Items OpenSearch refuses for good (mapping errors) are archived as
+	// sluice.deadletter rows, or written to stdout without an archive.
+	var deadLetter sinks.Sink = fallback
+	if archive != nil {
+		deadLetter = orFallback{primary: archive, fallback: fallback}
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("SLUICE_SINK: load aws config: %w", err)
+	}
+	for i, t := range cfg.OpenSearch {
+		var sm sinks.GetSecretValueAPI
+		if t.Auth == sinks.AuthSecret {
+			sm = secretsmanager.NewFromConfig(awsCfg)
+		}
+		auth, err := sinks.NewOpenSearchAuth(ctx, t, awsCfg, sm)
+		if err != nil {
+			return nil, fmt.Errorf("SLUICE_SINK=%q: %w", t.Endpoint, err)
+		}
+		o := t.Options()
+		o.Function, o.Env, o.Auth, o.DeadLetter, o.Log = function, env, auth, deadLetter, log
+		sink, err := sinks.NewOpenSearch(o)
+		if err != nil {
+			return nil, fmt.Errorf("SLUICE_SINK=%q: %w", t.Endpoint, err)
+		}
+		name := "opensearch"
+		if i > 0 {
+			name = fmt.Sprintf("opensearch%d", i+1)
+		}
+		spillDir := cfg.SpillDir
+		if archive != nil || i > 0 {
+			spillDir = filepath.Join(cfg.SpillDir, name)
+		}
+		d, err := durable(cfg, name, spillDir, sink, func(error) string {
+			return "check the endpoint, the role's es:ESHttpPost/aoss:APIAccessAll permission, or the secret"
+		}, env, fallback, log)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// durable wraps sink in its delivery path, with a spill in dir unless
+// spilling is off.
+func durable(cfg extension.Config, name, dir string, sink sinks.Sink, hint func(error) string, env string, fallback sinks.Sink, log *slog.Logger) (*sinks.Durable, error) {
 	var spill *sinks.Spill
 	if cfg.SpillMaxBytes > 0 {
 		var err error
-		spill, err = sinks.OpenSpill(cfg.SpillDir, int64(cfg.SpillMaxBytes), env)
+		spill, err = sinks.OpenSpill(dir, int64(cfg.SpillMaxBytes), env)
 		if err != nil {
 			return nil, fmt.Errorf("SLUICE_SPILL_DIR=%q: %w", cfg.SpillDir, err)
 		}
 		if n := spill.Len(); n > 0 {
-			log.Info("found batches spilled by an earlier process; they will be delivered first", "batches", n, "bytes", spill.Bytes())
+			log.Info("found batches spilled by an earlier process; they will be delivered first", "sink", name, "batches", n, "bytes", spill.Bytes())
 		}
 	}
-	d := sinks.NewDurable(sink, sinks.DurableOptions{
-		Name:     cfg.Sink.Scheme,
+	return sinks.NewDurable(sink, sinks.DurableOptions{
+		Name:     name,
 		Spill:    spill,
 		Fallback: fallback,
 		MaxHeld:  cfg.BufferMaxBytes,
 		Hint:     hint,
 		Log:      log,
-	})
-	return []extension.Delivery{d}, nil
+	}), nil
 }
+
+// orFallback writes to primary, and to fallback when primary no longer
+// takes batches (it was closed at SHUTDOWN).
+type orFallback struct{ primary, fallback sinks.Sink }
+
+func (o orFallback) Write(ctx context.Context, b *buffer.Batch) error {
+	if err := o.primary.Write(ctx, b); err != nil {
+		return o.fallback.Write(ctx, b)
+	}
+	return nil
+}
+
+func (o orFallback) Close(context.Context) error { return nil }
 
 // newLogger logs to stderr, in JSON when the function uses Lambda's JSON log
 // format so that CloudWatch (if the role still allows it) can parse it.
