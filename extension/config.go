@@ -28,10 +28,10 @@ const (
 
 // Config is sluice's whole configuration, read once from SLUICE_* variables.
 type Config struct {
-	Sink           Sink          // SLUICE_SINK's archive (s3:// or file://); zero when there is none
+	Sink Sink // SLUICE_SINK's archive (s3:// or file://); zero when there is none
 	// OpenSearch are SLUICE_SINK's OpenSearch entries, each with its own
 	// delivery path (SLUICE_OPENSEARCH_SECRET_ARN supplies basic auth).
-	OpenSearch []sinks.OpenSearchTarget
+	OpenSearch     []sinks.OpenSearchTarget
 	BatchMaxBytes  int           // SLUICE_BATCH_MAX_BYTES: uncompressed NDJSON per object
 	BatchMaxAge    time.Duration // SLUICE_BATCH_MAX_AGE
 	BatchMinBytes  int           // SLUICE_BATCH_MIN_BYTES: age seals only batches this large...

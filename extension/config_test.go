@@ -101,7 +101,8 @@ func TestLoadErrors(t *testing.T) {
 		want      string // substring of the message
 	}{
 		{"SLUICE_SINK", "", "SLUICE_SINK is not set"},
-		{"SLUICE_SINK", "http://x/y", `SLUICE_SINK="http://x/y": unsupported scheme`},
+		{"SLUICE_SINK", "http://x/y", `SLUICE_SINK="http://x/y": opensearch url "http://x/y": http:// sends logs and credentials in clear text`},
+		{"SLUICE_SINK", "ftp://x/y", `SLUICE_SINK="ftp://x/y": unsupported scheme`},
 		{"SLUICE_SINK", "s3:///prefix", `SLUICE_SINK="s3:///prefix": no bucket`},
 		{"SLUICE_SINK", "s3://Bad_Bucket/x", `bucket "Bad_Bucket" is not a valid`},
 		{"SLUICE_SINK", "file://relative/dir", `SLUICE_SINK="file://relative/dir"`},
