@@ -244,7 +244,8 @@ func TestIndexedOnce(t *testing.T) {
 			dead := &memSink{}
 			s := newSink(t, p, index, "es", dead, func(o *sinks.OpenSearchOptions) { o.BulkBytes = 128 << 10 })
 			b := makeBatch(t, tt.name, n, tt.format, 1)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			// Generous: the node shares two cores with the rest of the suite.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			if err := s.Write(ctx, b); err != nil {
 				t.Fatalf("Write: %v", err)
@@ -261,7 +262,9 @@ func TestIndexedOnce(t *testing.T) {
 			}
 			// The same batch again, as after a retry or a replay from spill.
 			p.SetFaults(ostest.Faults{})
-			if err := s.Write(ctx, b); err != nil {
+			ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel2()
+			if err := s.Write(ctx2, b); err != nil {
 				t.Fatalf("Write again: %v", err)
 			}
 			if docs, _ := counts(t, index); docs != n+1 {
