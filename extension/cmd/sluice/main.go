@@ -46,6 +46,7 @@ func run() int {
 	client := extension.NewClient(hc, runtimeAPI)
 
 	cfg, cfgErr := extension.Load(os.Getenv)
+	cfg.ManagedInstances = extension.DetectManagedInstances(os.Getenv)
 	if cfgErr == nil {
 		level.Set(cfg.LogLevel)
 		// A user's own GOMEMLIMIT wins; otherwise the heap is held to the
@@ -65,7 +66,8 @@ func run() int {
 	fallback := sinks.NewFallback(os.Stdout)
 	buffering := telemetry.DefaultBuffering()
 
-	runner := &extension.Runner{
+	var runner *extension.Runner
+	runner = &extension.Runner{
 		Name:      filepath.Base(os.Args[0]),
 		API:       client,
 		Config:    cfg,
@@ -93,7 +95,8 @@ func run() int {
 			})
 		},
 		OpenSinks: func(ctx context.Context, reg extension.Registration) ([]extension.Delivery, error) {
-			return openSinks(ctx, cfg, reg, env, fallback, log)
+			// runner.Eager is known here: registration comes first.
+			return openSinks(ctx, cfg, reg, env, fallback, log, runner.Eager())
 		},
 	}
 	if err := runner.Init(ctx); err != nil {
@@ -102,7 +105,13 @@ func run() int {
 		}
 		return 1
 	}
-	log.Info("ready", "sink", cfg.Sink.String(), "env", env, "flush", cfg.Flush, "init_ms", float64(time.Since(start).Microseconds())/1000)
+	flush := cfg.Flush
+	if runner.Eager() {
+		// No INVOKE events: batches are uploaded as their size or age
+		// bound seals them, whatever SLUICE_FLUSH says.
+		flush = "eager"
+	}
+	log.Info("ready", "sink", cfg.Sink.String(), "env", env, "flush", flush, "managed_instances", cfg.ManagedInstances, "init_ms", float64(time.Since(start).Microseconds())/1000)
 	if err := runner.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
 		return 1
@@ -112,7 +121,9 @@ func run() int {
 
 // openSinks builds the delivery path of the configured sink: the sink
 // itself, its spill and the fallback, wrapped in a sinks.Durable.
-func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registration, env string, fallback sinks.Sink, log *slog.Logger) ([]extension.Delivery, error) {
+// eager keeps an upload window open at all times, for environments that
+// are never frozen.
+func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registration, env string, fallback sinks.Sink, log *slog.Logger, eager bool) ([]extension.Delivery, error) {
 	function := firstNonEmpty(reg.FunctionName, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
 	layout := sinks.Layout{Function: function, Env: env}
 	var sink sinks.Sink
@@ -153,6 +164,7 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 		Fallback: fallback,
 		MaxHeld:  cfg.BufferMaxBytes,
 		Hint:     hint,
+		Eager:    eager,
 		Log:      log,
 	})
 	return []extension.Delivery{d}, nil
