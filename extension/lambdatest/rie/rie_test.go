@@ -356,4 +356,3 @@ func tail(s string, n int) string {
 	}
 	return "...\n" + s[i:]
 }
-
