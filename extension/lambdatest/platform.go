@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,7 +59,8 @@ type Config struct {
 	// is never frozen; LogFormat defaults to JSON. See managed.go.
 	ManagedInstances bool
 	// MaxConcurrency is AWS_LAMBDA_MAX_CONCURRENCY in that mode: how many
-	// runtime workers the function should run. Default 4.
+	// runtime workers the function should run. Default 4. As with AWS's
+	// emulator, AWS_LAMBDA_MAX_CONCURRENCY=N in Env also selects the mode.
 	MaxConcurrency int
 }
 
@@ -104,6 +106,16 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 3 * time.Second
+	}
+	for _, kv := range c.Env {
+		if k, v, _ := strings.Cut(kv, "="); k == "AWS_LAMBDA_MAX_CONCURRENCY" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("config: Env %q: want a positive number", kv))
+				continue
+			}
+			c.ManagedInstances, c.MaxConcurrency = true, n
+		}
 	}
 	if c.ManagedInstances {
 		// Never frozen; JSON is the default log format there.
