@@ -5,6 +5,10 @@ GO        ?= go
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 VERSITYGW := $(GOBIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
+# AWS's runtime interface emulator, for the Managed Instances tests
+# (extension/lambdatest/rie; keep rie.Version in step)
+RIE       := $(GOBIN)/aws-lambda-rie
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 HOSTARCH  := $(shell $(GO) env GOARCH)
 
@@ -47,11 +51,15 @@ publish:
 cost:
 	$(GO) run ./layer/cost $(COST_FLAGS)
 
-## tools: what the tests need (a real S3 server: versitygw)
-tools: $(VERSITYGW)
+## tools: what the tests need (a real S3 server: versitygw; AWS's Lambda
+## runtime interface emulator: aws-lambda-rie)
+tools: $(VERSITYGW) $(RIE)
 
 $(VERSITYGW):
 	GOBIN=$(GOBIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(RIE):
+	GOBIN=$(GOBIN) $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
 
 ## run: the sample function in the local Lambda with the real extension, archiving to versitygw
 run: tools build

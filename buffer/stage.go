@@ -54,6 +54,11 @@ type Policy struct {
 	// MaxStagedBytes bounds the memory held for all invocations whose
 	// outcome is unknown (default DefaultMaxStagedBytes).
 	MaxStagedBytes int
+	// Concurrent says invocations overlap (Lambda Managed Instances): a
+	// line without a requestId cannot be told apart, so it is attributed to
+	// no invocation and decided on its own, instead of belonging to the
+	// invocation between platform.start and its end.
+	Concurrent bool
 }
 
 // DefaultPolicy returns the policy of an unconfigured extension: keep
@@ -150,10 +155,16 @@ func (s Stats) Dropped() Count {
 // Lines are attributed to an invocation by their requestId. Lambda's text
 // log format gives function lines none: such a line belongs to the
 // invocation between its platform.start and platform.runtimeDone (or
-// report), and gets that requestId. Lines outside any invocation (init,
-// after runtimeDone) and extension lines are decided one by one: kept at or
+// report), and gets that requestId, unless Policy.Concurrent says
+// invocations overlap, where it belongs to none. Lines outside any
+// invocation (init, after runtimeDone, text lines of concurrent
+// invocations) and extension lines are decided one by one: kept at or
 // above KeepLevel, else when a hash of their time and message falls under
 // SampleRate, so reruns agree on them too.
+//
+// Where no platform.runtimeDone comes (Managed Instances), platform.report's
+// status decides; an invocation whose report never comes is decided at
+// Flush.
 //
 // Memory is bounded. An invocation holding MaxStagedLines lines, or the
 // oldest held one when all of them hold more than MaxStagedBytes, is
@@ -245,7 +256,7 @@ func (s *Stager) Add(r *Record, emit func(*Record)) {
 	case "extension":
 		s.addLine(r, false, emit)
 	case "platform.start":
-		if r.RequestID != "" {
+		if r.RequestID != "" && !s.p.Concurrent {
 			s.current = r.RequestID
 		}
 		emit(r)

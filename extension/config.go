@@ -50,6 +50,20 @@ type Config struct {
 	Redactor *buffer.Redactor // SLUICE_REDACT, SLUICE_REDACT_PATTERNS; nil when off
 	Platform PlatformFilter   // SLUICE_PLATFORM
 	Format   buffer.Format    // SLUICE_FORMAT, SLUICE_COMPRESSION
+
+	// ManagedInstances is detected, not configured (DetectManagedInstances):
+	// the function runs on Lambda Managed Instances, where invocations
+	// share the environment concurrently and it is never frozen.
+	ManagedInstances bool
+}
+
+// DetectManagedInstances reports whether getenv describes a Lambda Managed
+// Instances environment: AWS_LAMBDA_INITIALIZATION_TYPE is
+// lambda-managed-instances there, and AWS_LAMBDA_MAX_CONCURRENCY is set
+// (it is set nowhere else).
+func DetectManagedInstances(getenv func(string) string) bool {
+	return getenv("AWS_LAMBDA_INITIALIZATION_TYPE") == "lambda-managed-instances" ||
+		getenv("AWS_LAMBDA_MAX_CONCURRENCY") != ""
 }
 
 // Sink is the parsed SLUICE_SINK: s3://bucket/prefix or file:///dir.

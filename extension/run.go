@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,12 @@ const (
 	defaultShutdownBudget = 2 * time.Second
 	// maxShutdownBudget is the longest SHUTDOWN deadline taken as given.
 	maxShutdownBudget = 10 * time.Second
+	// fallbackRate is how fast batches still waiting at SHUTDOWN can be
+	// written to the fallback, in uncompressed bytes per second: about
+	// 8 MB/s through a busy platform's log pipe on 2 shared cores
+	// (measured by make faults, scenario managed-instances). Uploads stop
+	// early enough to write what waits at that rate.
+	fallbackRate = 8 << 20
 )
 
 // API is the Extensions API as the Runner uses it (*Client).
@@ -106,7 +113,8 @@ type Runner struct {
 	Log    *slog.Logger
 
 	reg        Registration
-	tel        Listener // nil when the platform refused the subscription
+	events     []EventType // what the platform accepted the registration for
+	tel        Listener    // nil when the platform refused the subscription
 	deliveries []Delivery
 	c          counters
 }
@@ -123,17 +131,39 @@ type session struct {
 
 // Init registers, reports a bad configuration, opens the sinks, listens and
 // subscribes. A returned *InitError has been reported to Lambda already.
+//
+// A bad SLUICE_* value is the only failure sluice reports on purpose: it
+// fails the function's init, naming the variable. Where the platform
+// refuses something instead (INVOKE events, the subscription), sluice steps
+// aside: it logs why at Error and serves /event/next as a no-op, because on
+// Lambda an extension that exits takes the function down with it
+// (Extension.Crash). Only when no registration at all is accepted does Init
+// return an error: an unregistered extension cannot step aside (the
+// platform waits for it until the init timeout), and exiting at once fails
+// the init fastest, with the reason in the log.
 func (r *Runner) Init(ctx context.Context) error {
 	if r.Getenv == nil {
 		r.Getenv = func(string) string { return "" }
 	}
-	reg, err := r.API.Register(ctx, r.Name, []EventType{Invoke, Shutdown})
+	want := []EventType{Invoke, Shutdown}
+	if r.Config.ManagedInstances {
+		// Managed Instances refuse INVOKE (403): there is no invocation
+		// to hook, the environment is never frozen.
+		want = []EventType{Shutdown}
+	}
+	reg, err := r.register(ctx, want)
 	if err != nil {
 		return fmt.Errorf("cannot register with the Extensions API: %w", err)
 	}
 	r.reg = reg
 	if r.ConfigErr != nil {
 		return r.initError(ctx, "Extension.ConfigInvalid", r.ConfigErr)
+	}
+	if !slices.Contains(r.events, Shutdown) {
+		// Without SHUTDOWN nothing held could be delivered before the
+		// SIGKILL: collect nothing.
+		r.Log.Error("the platform refused every registration with events: sluice archives nothing in this environment and stays out of the way")
+		return nil
 	}
 	if r.deliveries, err = r.OpenSinks(ctx, reg); err != nil {
 		return r.initError(ctx, "Extension.SinkInvalid", err)
@@ -145,15 +175,51 @@ func (r *Runner) Init(ctx context.Context) error {
 	err = r.Subscribe(ctx, tel.URI())
 	switch {
 	case errors.Is(err, telemetry.ErrNotSupported):
-		r.Log.Warn("the Telemetry API is not supported here (a local emulator?): sluice will archive nothing and stays out of the way", "err", err)
+		r.Log.Warn("telemetry is unavailable: the Telemetry API is not supported here (a local emulator?); sluice will archive nothing and stays out of the way", "err", err)
 		tel.Close()
 	case err != nil:
+		r.Log.Error("telemetry is unavailable: the platform refused the subscription; sluice will archive nothing and stays out of the way", "err", err)
 		tel.Close()
-		return r.initError(ctx, "Extension.SubscribeFailed", err)
 	default:
 		r.tel = tel
 	}
 	return nil
+}
+
+// register registers for want and, when the platform refuses, for less:
+// SHUTDOWN only (what Managed Instances accept), then no events at all, so
+// that sluice can stay registered as a no-op rather than exit.
+func (r *Runner) register(ctx context.Context, want []EventType) (Registration, error) {
+	ladder := [][]EventType{want}
+	if slices.Contains(want, Invoke) {
+		ladder = append(ladder, []EventType{Shutdown})
+	}
+	ladder = append(ladder, []EventType{})
+	var errs []error
+	for _, events := range ladder {
+		reg, err := r.API.Register(ctx, r.Name, events)
+		if err == nil {
+			if len(errs) > 0 {
+				r.Log.Error("the platform refused the registration sluice asked for; registered for fewer events",
+					"events", fmt.Sprint(events), "err", errors.Join(errs...))
+			}
+			r.events = events
+			return reg, nil
+		}
+		errs = append(errs, fmt.Errorf("register for %v: %w", events, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return Registration{}, errors.Join(errs...)
+}
+
+// Eager reports whether the platform sends no INVOKE events (Lambda Managed
+// Instances): the environment is never frozen, so delivery paths keep an
+// upload window open at all times, and invocations may run concurrently.
+// Valid once Init has registered.
+func (r *Runner) Eager() bool {
+	return r.Config.ManagedInstances || !slices.Contains(r.events, Invoke)
 }
 
 func (r *Runner) initError(ctx context.Context, errType string, err error) error {
@@ -212,7 +278,10 @@ func (r *Runner) start(ctx context.Context) *session {
 
 	batcher := buffer.NewBatcher(buffer.Meta{Function: r.reg.FunctionName, Version: r.reg.FunctionVersion}, r.Config.Limits(), time.Now)
 	p := newPipeline(recs, batcher, r.deliveries, r.Fallback, &r.c)
-	p.stager = buffer.NewStager(r.Config.Policy, r.Config.Redactor)
+	policy := r.Config.Policy
+	// Interleaved invocations: a line without a requestId belongs to none.
+	policy.Concurrent = r.Eager()
+	p.stager = buffer.NewStager(policy, r.Config.Redactor)
 	p.platform = r.Config.Platform
 	p.stats = statsSource{listener: r.tel.Stats, memoryMB: functionMemoryMB(r.Getenv), arch: lambdaArch()}
 	if len(r.deliveries) > 0 {
@@ -225,7 +294,8 @@ func (r *Runner) start(ctx context.Context) *session {
 }
 
 // runNoop keeps the function working when telemetry is unavailable (local
-// emulators answer the subscription with 202 Telemetry.NotSupported).
+// emulators answer the subscription with 202 Telemetry.NotSupported, a
+// platform may refuse it) or registration succeeded only without events.
 func (r *Runner) runNoop(ctx context.Context) error {
 	for _, d := range r.deliveries {
 		go d.Run(context.WithoutCancel(ctx))
@@ -292,7 +362,7 @@ func (r *Runner) shutdown(ctx context.Context, s *session, deadline time.Time) {
 	if deadline.IsZero() || time.Until(deadline) > maxShutdownBudget {
 		deadline = time.Now().Add(defaultShutdownBudget)
 	}
-	hard := deadline.Add(-shutdownMargin)
+	hard := deadline.Add(-shutdownMargin - r.fallbackReserve(time.Until(deadline)))
 	drainUntil := time.Now().Add(maxDrain)
 	if limit := hard.Add(-maxDrain); limit.Before(drainUntil) {
 		drainUntil = limit
@@ -330,6 +400,21 @@ func (r *Runner) shutdown(ctx context.Context, s *session, deadline time.Time) {
 	}
 	wg.Wait()
 	r.logTotals()
+}
+
+// fallbackReserve is the time to keep for writing the batches already
+// waiting to the fallback, at most half of what budget leaves: a sink that
+// fell behind (concurrent invocations on Managed Instances log faster than
+// a slow sink takes) must not leave more than can be written before the
+// SIGKILL.
+func (r *Runner) fallbackReserve(budget time.Duration) time.Duration {
+	waiting := int64(0)
+	for _, d := range r.deliveries {
+		st := d.Stats()
+		waiting += st.Held + st.SpilledPending
+	}
+	reserve := time.Duration(waiting * int64(r.Config.BatchMaxBytes) * int64(time.Second) / fallbackRate)
+	return min(reserve, max(budget-shutdownMargin, 0)/2)
 }
 
 // awaitQuiet waits until the listener has received nothing for quietWindow,

@@ -99,6 +99,10 @@ func (p *Platform) handleRegister(w http.ResponseWriter, r *http.Request) {
 	for _, ev := range body.Events {
 		switch ev {
 		case "INVOKE":
+			if p.cfg.ManagedInstances {
+				writeError(w, http.StatusForbidden, "Extension.InvalidEventType", "INVOKE: Lambda Managed Instances accept SHUTDOWN only")
+				return
+			}
 			invoke = true
 		case "SHUTDOWN":
 			shutdown = true
@@ -252,6 +256,9 @@ func (p *Platform) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	sub, err := parseSubscription(raw)
+	if err == nil && p.cfg.ManagedInstances && sub.schema != managedSchema {
+		err = fmt.Errorf("schemaVersion %q: Lambda Managed Instances want %s", sub.schema, managedSchema)
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "ValidationError", err.Error())
 		return
@@ -294,6 +301,10 @@ func (p *Platform) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Platform) handleRuntimeNext(w http.ResponseWriter, r *http.Request) {
+	if p.cfg.ManagedInstances {
+		p.handleRuntimeNextManaged(w, r)
+		return
+	}
 	p.mu.Lock()
 	e := p.env
 	if e == nil || e.phase == phaseDead || e.phase == phaseShutdown {
@@ -342,6 +353,15 @@ func (p *Platform) handleRuntimeNext(w http.ResponseWriter, r *http.Request) {
 // currentInvocation finds the invocation a runtime call names.
 func (p *Platform) currentInvocationLocked(id string) *invocation {
 	e := p.env
+	if p.cfg.ManagedInstances {
+		if e == nil || e.phase != phaseInvoke {
+			return nil
+		}
+		if inv := e.invs[id]; inv != nil && !inv.responded {
+			return inv
+		}
+		return nil
+	}
 	if e == nil || e.inv == nil || e.inv.id != id || e.inv.responded || e.phase != phaseInvoke {
 		return nil
 	}

@@ -65,11 +65,22 @@
 //     flush of queued telemetry; SHUTDOWN with deadlineMs
 //     (Config.ShutdownTimeout, 2 s); SIGKILL for extensions still alive at
 //     the deadline, reported in ShutdownResult.Killed.
+//   - Managed Instances (Config.ManagedInstances): Invoke runs concurrently,
+//     up to Config.MaxConcurrency at once, each invocation handed to
+//     whichever runtime worker asks (AWS_LAMBDA_MAX_CONCURRENCY tells the
+//     runtime how many to run); AWS_LAMBDA_INITIALIZATION_TYPE is
+//     lambda-managed-instances; registering for INVOKE is refused with 403
+//     Extension.InvalidEventType and a subscription with any schema but
+//     2025-01-29 with 400; no platform.runtimeDone; platform.report carries
+//     requestId, status and metrics.durationMs only; nothing is frozen;
+//     plain lines wrapped in JSON format carry no requestId (the platform
+//     cannot tell whose they are). A timeout does not reset the
+//     environment; a runtime that exits breaks it for good.
 //
 // # What it does not emulate
 //
-// Managed Instances (multi-concurrency, SHUTDOWN-only registration), SnapStart
-// and provisioned concurrency; the TCP telemetry protocol; the Logs API
+// SnapStart and provisioned concurrency; re-initialising a broken Managed
+// Instances environment; the TCP telemetry protocol; the Logs API
 // (2020-08-15); response streaming (a streamed body is read whole); the
 // splitting of records larger than maxBytes across POSTs (PostTelemetry
 // delivers any raw body, malformed ones included, to test that path);

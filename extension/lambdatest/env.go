@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -55,6 +56,13 @@ type env struct {
 	invocations  int
 	extLineStart int
 	broken       string // reason to reset before the next invocation
+
+	// Managed Instances: the invocations in flight by id, those not yet
+	// handed to a runtime worker (oldest first), and drains one at a time.
+	invs    map[string]*invocation
+	queue   []*invocation
+	active  int
+	drainMu sync.Mutex
 }
 
 type extension struct {
@@ -159,6 +167,7 @@ func (p *Platform) initEnv(ctx context.Context) (*env, error) {
 		rtWake: make(chan struct{}, 1),
 		byName: map[string]*extension{},
 		byID:   map[string]*extension{},
+		invs:   map[string]*invocation{},
 	}
 	p.mu.Lock()
 	p.gen++
@@ -166,7 +175,7 @@ func (p *Platform) initEnv(ctx context.Context) (*env, error) {
 	e.extLineStart = len(p.extLines)
 	p.env = e
 	p.emitPlatformLocked(e, start, "platform.initStart", map[string]any{
-		"initializationType": "on-demand",
+		"initializationType": p.initType(),
 		"phase":              "init",
 		"functionName":       p.cfg.FunctionName,
 		"functionVersion":    p.cfg.FunctionVersion,
@@ -238,12 +247,12 @@ func (p *Platform) initEnv(ctx context.Context) (*env, error) {
 	now := time.Now()
 	e.initDuration = now.Sub(start)
 	p.emitPlatformLocked(e, e.rtReadyAt, "platform.initRuntimeDone", map[string]any{
-		"initializationType": "on-demand",
+		"initializationType": p.initType(),
 		"phase":              "init",
 		"status":             "success",
 	})
 	p.emitPlatformLocked(e, now, "platform.initReport", map[string]any{
-		"initializationType": "on-demand",
+		"initializationType": p.initType(),
 		"phase":              "init",
 		"status":             "success",
 		"metrics":            map[string]any{"durationMs": ms(e.initDuration)},
@@ -287,7 +296,7 @@ func (p *Platform) failInit(e *env, f *InitError) error {
 	p.mu.Lock()
 	now := time.Now()
 	for _, typ := range []string{"platform.initRuntimeDone", "platform.initReport"} {
-		rec := map[string]any{"initializationType": "on-demand", "phase": "init", "status": status, "errorType": f.ErrorType}
+		rec := map[string]any{"initializationType": p.initType(), "phase": "init", "status": status, "errorType": f.ErrorType}
 		if typ == "platform.initReport" {
 			rec["metrics"] = map[string]any{"durationMs": ms(now.Sub(e.start))}
 		}

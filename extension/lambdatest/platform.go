@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,18 @@ type Config struct {
 	// PostTimeout bounds one telemetry POST to a subscriber; a POST that
 	// takes longer counts as failed and is retried. Default 1s.
 	PostTimeout time.Duration
+
+	// ManagedInstances emulates Lambda Managed Instances: Invoke may be
+	// called concurrently and invocations interleave, extensions may
+	// register for SHUTDOWN only (INVOKE is refused with 403), telemetry
+	// needs schema 2025-01-29, no platform.runtimeDone is sent and
+	// platform.report carries only durationMs and status. The environment
+	// is never frozen; LogFormat defaults to JSON. See managed.go.
+	ManagedInstances bool
+	// MaxConcurrency is AWS_LAMBDA_MAX_CONCURRENCY in that mode: how many
+	// runtime workers the function should run. Default 4. As with AWS's
+	// emulator, AWS_LAMBDA_MAX_CONCURRENCY=N in Env also selects the mode.
+	MaxConcurrency int
 }
 
 const (
@@ -94,6 +107,26 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timeout == 0 {
 		c.Timeout = 3 * time.Second
 	}
+	for _, kv := range c.Env {
+		if k, v, _ := strings.Cut(kv, "="); k == "AWS_LAMBDA_MAX_CONCURRENCY" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("config: Env %q: want a positive number", kv))
+				continue
+			}
+			c.ManagedInstances, c.MaxConcurrency = true, n
+		}
+	}
+	if c.ManagedInstances {
+		// Never frozen; JSON is the default log format there.
+		c.NoFreeze = true
+		if c.LogFormat == "" {
+			c.LogFormat = "JSON"
+		}
+		if c.MaxConcurrency == 0 {
+			c.MaxConcurrency = 4
+		}
+	}
 	switch strings.ToLower(c.LogFormat) {
 	case "", "text":
 		c.LogFormat = "Text"
@@ -117,7 +150,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PostTimeout == 0 {
 		c.PostTimeout = time.Second
 	}
-	if c.MemoryMB < 0 || c.Timeout < 0 || c.MaxQueuedRecords < 0 || c.MaxQueuedBytes < 0 ||
+	if c.MemoryMB < 0 || c.Timeout < 0 || c.MaxConcurrency < 0 || c.MaxQueuedRecords < 0 || c.MaxQueuedBytes < 0 ||
 		c.InitTimeout < 0 || c.ShutdownTimeout < 0 || c.PostTimeout < 0 {
 		errs = append(errs, errors.New("config: sizes and durations must not be negative"))
 	}
@@ -211,7 +244,9 @@ var (
 
 // Platform is a running emulated execution environment and its API server.
 // Its methods are safe for concurrent use; Invoke, Shutdown and
-// PostTelemetry run one at a time, like Lambda's on-demand environments.
+// PostTelemetry run one at a time, like Lambda's on-demand environments,
+// except that with Config.ManagedInstances invocations run concurrently
+// (Shutdown and PostTelemetry still wait for them).
 type Platform struct {
 	cfg       Config
 	addr      string
@@ -220,7 +255,12 @@ type Platform struct {
 	client    *http.Client
 	nonce     string
 
-	opMu sync.Mutex // serialises Invoke, Shutdown, PostTelemetry and Close's teardown
+	// opMu serialises Invoke, Shutdown, PostTelemetry and Close's teardown;
+	// Managed Instances invocations share it (RLock).
+	opMu sync.RWMutex
+	// slots bounds the Managed Instances invocations in flight to
+	// MaxConcurrency, as Lambda routes no more to one environment.
+	slots chan struct{}
 
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced on every state change under mu
@@ -264,6 +304,7 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 		nonce:     "\x00sluice-lambdatest-drain-" + newID()[:8] + ":",
 		changed:   make(chan struct{}),
 		closed:    make(chan struct{}),
+		slots:     make(chan struct{}, max(cfg.MaxConcurrency, 1)),
 	}
 	p.srv = &http.Server{Handler: p.routes(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -291,6 +332,9 @@ func (p *Platform) Addr() string { return p.addr }
 // The returned error is for the platform's own failures; a failed function
 // is a Result with Status "error", "failure" or "timeout".
 func (p *Platform) Invoke(ctx context.Context, payload []byte) (*Result, error) {
+	if p.cfg.ManagedInstances {
+		return p.invokeManaged(ctx, payload)
+	}
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
 	if err := p.usable(); err != nil {
@@ -564,9 +608,12 @@ func (p *Platform) childEnv(runtime bool, bootstrap string) []string {
 		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", p.cfg.MemoryMB),
 		"AWS_REGION="+region,
 		"AWS_DEFAULT_REGION="+region,
-		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
+		"AWS_LAMBDA_INITIALIZATION_TYPE="+p.initType(),
 		"TZ=:UTC",
 	)
+	if p.cfg.ManagedInstances {
+		out = append(out, fmt.Sprintf("AWS_LAMBDA_MAX_CONCURRENCY=%d", p.cfg.MaxConcurrency))
+	}
 	if p.cfg.LogFormat == "JSON" {
 		out = append(out, "AWS_LAMBDA_LOG_FORMAT=JSON")
 	}

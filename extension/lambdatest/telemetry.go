@@ -38,6 +38,7 @@ type item struct {
 // subscription is a validated Telemetry API subscription.
 type subscription struct {
 	url      string
+	schema   string
 	types    map[string]bool
 	typeList []string
 	maxItems int
@@ -70,7 +71,7 @@ func parseSubscription(body []byte) (*subscription, error) {
 	default:
 		errs = append(errs, fmt.Errorf("schemaVersion %q: want 2022-12-13 or 2025-01-29", req.SchemaVersion))
 	}
-	s := &subscription{types: map[string]bool{}, maxItems: defMaxItems, maxBytes: defMaxBytes, timeout: defTimeoutMs * time.Millisecond}
+	s := &subscription{schema: req.SchemaVersion, types: map[string]bool{}, maxItems: defMaxItems, maxBytes: defMaxBytes, timeout: defTimeoutMs * time.Millisecond}
 	if len(req.Types) == 0 {
 		errs = append(errs, errors.New("types: want one or more of platform, function, extension"))
 	}

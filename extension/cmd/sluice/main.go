@@ -53,6 +53,7 @@ func run() int {
 	client := extension.NewClient(hc, runtimeAPI)
 
 	cfg, cfgErr := extension.Load(os.Getenv)
+	cfg.ManagedInstances = extension.DetectManagedInstances(os.Getenv)
 	if cfgErr == nil {
 		level.Set(cfg.LogLevel)
 		// A user's own GOMEMLIMIT wins; otherwise the heap is held to the
@@ -72,7 +73,8 @@ func run() int {
 	fallback := sinks.NewFallback(os.Stdout)
 	buffering := telemetry.DefaultBuffering()
 
-	runner := &extension.Runner{
+	var runner *extension.Runner
+	runner = &extension.Runner{
 		Name:      filepath.Base(os.Args[0]),
 		API:       client,
 		Config:    cfg,
@@ -100,7 +102,8 @@ func run() int {
 			})
 		},
 		OpenSinks: func(ctx context.Context, reg extension.Registration) ([]extension.Delivery, error) {
-			return openSinks(ctx, cfg, reg, env, fallback, log)
+			// runner.Eager is known here: registration comes first.
+			return openSinks(ctx, cfg, reg, env, fallback, log, runner.Eager())
 		},
 	}
 	if err := runner.Init(ctx); err != nil {
@@ -109,7 +112,13 @@ func run() int {
 		}
 		return 1
 	}
-	log.Info("ready", "version", version, "sink", cfg.SinkNames(), "env", env, "flush", cfg.Flush, "init_ms", float64(time.Since(start).Microseconds())/1000)
+	flush := cfg.Flush
+	if runner.Eager() {
+		// No INVOKE events: batches are uploaded as their size or age
+		// bound seals them, whatever SLUICE_FLUSH says.
+		flush = "eager"
+	}
+	log.Info("ready", "version", version, "sink", cfg.SinkNames(), "env", env, "flush", flush, "managed_instances", cfg.ManagedInstances, "init_ms", float64(time.Since(start).Microseconds())/1000)
 	if err := runner.Run(ctx); err != nil {
 		log.Error("stopped", "err", err)
 		return 1
@@ -120,8 +129,9 @@ func run() int {
 // openSinks builds one delivery path per configured sink: the sink itself,
 // its spill and the fallback, wrapped in a sinks.Durable. The archive (S3 or
 // a directory) comes first; each OpenSearch endpoint gets its own path, so a
-// slow cluster never holds back the archive.
-func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registration, env string, fallback sinks.Sink, log *slog.Logger) ([]extension.Delivery, error) {
+// slow cluster never holds back the archive. eager keeps an upload window
+// open at all times, for environments that are never frozen.
+func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registration, env string, fallback sinks.Sink, log *slog.Logger, eager bool) ([]extension.Delivery, error) {
 	function := firstNonEmpty(reg.FunctionName, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
 	var out []extension.Delivery
 	var archive *sinks.Durable
@@ -146,7 +156,7 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 		case "file":
 			sink = sinks.NewDir(cfg.Sink.Dir, layout)
 		}
-		d, err := durable(cfg, cfg.Sink.Scheme, cfg.SpillDir, sink, hint, env, fallback, log)
+		d, err := durable(cfg, cfg.Sink.Scheme, cfg.SpillDir, sink, hint, env, fallback, log, eager)
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +201,7 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 		}
 		d, err := durable(cfg, name, spillDir, sink, func(error) string {
 			return "check the endpoint, the role's es:ESHttpPost/aoss:APIAccessAll permission, or the secret"
-		}, env, fallback, log)
+		}, env, fallback, log, eager)
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +212,7 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 
 // durable wraps sink in its delivery path, with a spill in dir unless
 // spilling is off.
-func durable(cfg extension.Config, name, dir string, sink sinks.Sink, hint func(error) string, env string, fallback sinks.Sink, log *slog.Logger) (*sinks.Durable, error) {
+func durable(cfg extension.Config, name, dir string, sink sinks.Sink, hint func(error) string, env string, fallback sinks.Sink, log *slog.Logger, eager bool) (*sinks.Durable, error) {
 	var spill *sinks.Spill
 	if cfg.SpillMaxBytes > 0 {
 		var err error
@@ -220,6 +230,7 @@ func durable(cfg extension.Config, name, dir string, sink sinks.Sink, hint func(
 		Fallback: fallback,
 		MaxHeld:  cfg.BufferMaxBytes,
 		Hint:     hint,
+		Eager:    eager,
 		Log:      log,
 	}), nil
 }

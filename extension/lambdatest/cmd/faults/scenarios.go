@@ -211,6 +211,7 @@ func scenarios() []scenario {
 				return r.invokeN(3, steady)
 			},
 		},
+		managedInstances(),
 		{
 			// 2,000,000 lines (about 140 MB of output, 500 MB of NDJSON)
 			// in 100 invocations, with sluice's default batch size: with
