@@ -220,6 +220,10 @@ func scenarios() []scenario {
 			vars: []string{"SLUICE_BATCH_MAX_BYTES=8MiB"},
 			run:  func(r *run) error { return r.invokeN(100, request{Lines: 20_000, JSON: true}) },
 		},
+		lateTelemetryAtShutdown(),
+		slowEvictionDeadline(),
+		badSpillEntries(),
+		listenerFlood(),
 	}
 }
 
