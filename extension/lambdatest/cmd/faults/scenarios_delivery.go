@@ -37,7 +37,11 @@ const extensionName = "sluice"
 // listening. Every line sluice answered 200 must be archived or in the
 // fallback; a line it refused stays with the sender and must not be.
 func lateTelemetryAtShutdown() scenario {
-	const sigtermLines = 2000
+	const (
+		sigtermLines = 2000
+		lateSenders  = 3
+		lateLines    = 10 // per body
+	)
 	return scenario{
 		name: "late-telemetry-at-shutdown",
 		vars: []string{"SAMPLE_SIGTERM_LINES=" + strconv.Itoa(sigtermLines)},
@@ -54,9 +58,10 @@ func lateTelemetryAtShutdown() scenario {
 			}
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
-			// Two senders: with the platform's own POST that is three in
-			// flight, under the listener's four.
-			for w := range 2 {
+			// Senders back to back, so that a POST is in flight at every
+			// step of sluice's shutdown; once sluice has stopped listening
+			// they slow down.
+			for w := range lateSenders {
 				wg.Go(func() {
 					for k := 0; ; k++ {
 						select {
@@ -64,8 +69,7 @@ func lateTelemetryAtShutdown() scenario {
 							return
 						default:
 						}
-						pst.post(r.ctx, fmt.Sprintf("late%d.%d", w, k), 50, 0, 2*time.Second)
-						if r.wait(5*time.Millisecond) != nil {
+						if pst.post(r.ctx, fmt.Sprintf("late%d.%d", w, k), lateLines, 0, 2*time.Second) == unsure && r.wait(5*time.Millisecond) != nil {
 							return
 						}
 					}
@@ -303,9 +307,11 @@ func listenerFlood() scenario {
 		perWave       = 64
 	)
 	return scenario{
-		name:    "listener-flood",
-		rss:     true,
-		vars:    []string{fmt.Sprintf("SLUICE_MEMORY_LIMIT_MB=%d", memoryLimitMB)},
+		name: "listener-flood",
+		rss:  true,
+		// sluice's default batch size: the flood's acknowledged lines are
+		// a few 8 MiB objects, not hundreds of 64 KiB ones.
+		vars:    []string{fmt.Sprintf("SLUICE_MEMORY_LIMIT_MB=%d", memoryLimitMB), "SLUICE_BATCH_MAX_BYTES=8MiB"},
 		timeout: 5 * time.Second,
 		run: func(r *run) error {
 			pst, err := r.newPoster()
@@ -332,8 +338,13 @@ func listenerFlood() scenario {
 						})
 					}
 					wg.Wait()
-					r.note("wave %d: %s", w+1, pst.summary())
+					r.note("wave %d: %s; sluice's peak RSS so far %.1f MB", w+1, pst.summary(), r.peakRSSMB())
 				}
+			}
+			// Invocations go on for a while: their delivery windows are
+			// when sluice uploads what it acknowledged.
+			if err == nil {
+				err = r.wait(3 * time.Second)
 			}
 			close(stop)
 			if ierr := <-invoked; err == nil {
@@ -351,6 +362,12 @@ func listenerFlood() scenario {
 			return "", nil
 		},
 	}
+}
+
+// peakRSSMB is the extension's peak RSS so far, in MB (0 when unknown).
+func (r *run) peakRSSMB() float64 {
+	kb, _ := vmHWM(r.p.PIDs()[extensionName])
+	return float64(kb) / 1024
 }
 
 // invokeUntil invokes one invocation after another, period apart at
