@@ -12,8 +12,10 @@
 //	fault=<name> emitted=<N> archived=<N> fallback=<N> lost=<N> duplicates=<N>
 //
 // emitted counts the function lines the platform produced (plus the records
-// a scenario posts itself); archived the distinct lines found in the
-// bucket; fallback the distinct lines found only in sluice's stdout
+// a scenario posts itself: through the platform, or straight to sluice's
+// listener, where only lines answered 200 count, since a refused body stays
+// with its sender and must not be delivered); archived the distinct lines
+// found in the bucket; fallback the distinct lines found only in sluice's stdout
 // fallback rows; lost is emitted-archived-fallback (lines the platform
 // dropped because sluice fell behind never reach either, so they are lost
 // too); duplicates the extra copies over archive and fallback. Details of
