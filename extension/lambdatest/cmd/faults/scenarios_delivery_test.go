@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sluice-logs/sluice/sinks"
 )
 
 func TestLinesBody(t *testing.T) {
@@ -77,5 +80,61 @@ func TestAnswerOf(t *testing.T) {
 		if got := answerOf(code); got != want {
 			t.Errorf("answerOf(%d) = %v, want %v", code, got, want)
 		}
+	}
+}
+
+// The planted entries must look like spilled batches to sluice's own
+// spill: the three regular files are adopted, the symlink and the FIFO
+// set aside at once, and the valid batch is the oldest that loads.
+func TestPlantSpill(t *testing.T) {
+	work := t.TempDir()
+	dir := filepath.Join(work, "spill")
+	l := newLedger(&expect{})
+	vanish, err := plantSpill(dir, work, l)
+	if err != nil {
+		t.Fatalf("plantSpill: %v", err)
+	}
+	if _, err := os.Stat(vanish); err != nil {
+		t.Errorf("the entry to remove: %v", err)
+	}
+	s, err := sinks.OpenSpill(dir, 1<<20, "running")
+	if err != nil {
+		t.Fatalf("OpenSpill: %v", err)
+	}
+	if s.Len() != 3 || s.Bad() != 2 {
+		t.Errorf("OpenSpill adopted %d entries and set %d aside, want 3 and 2", s.Len(), s.Bad())
+	}
+	b, aside, err := s.Oldest(t.Context())
+	if err != nil || b == nil {
+		t.Fatalf("Oldest = %v, %v", b, err)
+	}
+	if b.Env != "planted" || b.Lines != 100 || aside != 0 {
+		t.Errorf("Oldest = env %q, %d lines, %d set aside; want the planted batch of 100 lines first", b.Env, b.Lines, aside)
+	}
+	want := []posted{
+		{Prefix: "planted", N: 100, Answer: acked},
+		{Prefix: "truncated", N: 100, Answer: refused},
+		{Prefix: "vanished", N: 100, Answer: refused},
+		{Prefix: "symlinked", N: 100, Answer: refused},
+	}
+	if diff := cmp.Diff(want, l.exp.bodies); diff != "" {
+		t.Errorf("ledger bodies (-want +got):\n%s", diff)
+	}
+}
+
+func TestOutputScannerSawShutdown(t *testing.T) {
+	s := &outputScanner{ledger: newLedger(&expect{})}
+	if _, err := s.Write([]byte(`{"level":"INFO","msg":"ready"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !s.sawShutdown().IsZero() {
+		t.Error("sawShutdown set before sluice logged shutdown")
+	}
+	before := time.Now()
+	if _, err := s.Write([]byte(`{"level":"INFO","msg":"shutdown","reason":"spindown"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	if at := s.sawShutdown(); at.Before(before) {
+		t.Errorf("sawShutdown = %v, want at or after %v", at, before)
 	}
 }
