@@ -83,7 +83,9 @@
 // Instances environment; the TCP telemetry protocol; the Logs API
 // (2020-08-15); response streaming (a streamed body is read whole); the
 // splitting of records larger than maxBytes across POSTs (PostTelemetry
-// delivers any raw body, malformed ones included, to test that path);
+// delivers any raw body, malformed ones included, to test that path, and
+// TelemetryDestinations gives the subscribers' addresses for POSTs made at
+// any phase, Shutdown included);
 // X-Ray; memory limits (MemoryMB is reported, not enforced); the
 // /opt/extensions layout (extensions are given as paths) and the
 // read-only file system; platform.restore* and platform.initStart's

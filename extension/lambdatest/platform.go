@@ -508,6 +508,24 @@ func (p *Platform) PIDs() map[string]int {
 	return m
 }
 
+// TelemetryDestinations returns, by extension name, the address each
+// telemetry subscriber of the current environment is sent its POSTs at
+// (sandbox.localdomain resolved to 127.0.0.1). Fault tests use it to reach
+// a listener directly, at any phase, Shutdown included, which PostTelemetry
+// cannot.
+func (p *Platform) TelemetryDestinations() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := map[string]string{}
+	if p.env == nil {
+		return m
+	}
+	for _, s := range p.env.subs {
+		m[s.ext] = s.sub.url
+	}
+	return m
+}
+
 // Signal sends sig to the process groups of the extensions of the current
 // environment (fault tests: SIGSTOP, SIGKILL...). Note that Invoke thaws
 // with SIGCONT unless NoFreeze is set.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"runtime"
 	"slices"
 	"strings"
@@ -741,5 +742,60 @@ func BenchmarkInit(b *testing.B) {
 			b.Fatal(err)
 		}
 		_ = p.Close()
+	}
+}
+
+func TestTelemetryDestinations(t *testing.T) {
+	h := startPlatform(t, Config{NoFreeze: true}, "testext", "second")
+	dests := h.p.TelemetryDestinations()
+	if len(dests) != 2 {
+		t.Fatalf("TelemetryDestinations() = %v, want testext and second", dests)
+	}
+	for name, u := range dests {
+		if !strings.HasPrefix(u, "http://127.0.0.1:") {
+			t.Errorf("destination of %s = %q, want http://127.0.0.1:PORT", name, u)
+		}
+	}
+	// A body posted straight to one destination reaches that extension
+	// only, outside the platform's dispatch.
+	body := []byte(`[{"time":"2026-01-01T00:00:00.000Z","type":"function","record":"posted directly"}]`)
+	resp, err := http.Post(dests["testext"], "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST to %s: %v", dests["testext"], err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("POST to testext answered %d, want 200", resp.StatusCode)
+	}
+	h.shutdown()
+	if d := h.p.TelemetryDestinations(); len(d) != 0 {
+		t.Errorf("TelemetryDestinations() after Shutdown = %v, want none", d)
+	}
+	for name, want := range map[string]int{"testext": 1, "second": 0} {
+		n := 0
+		for _, p := range h.log(name).Posts {
+			if bytes.Equal(p.Body, body) {
+				n++
+			}
+		}
+		if n != want {
+			t.Errorf("%s received the body posted directly %d times, want %d", name, n, want)
+		}
+	}
+}
+
+// The sample writes SAMPLE_SIGTERM_LINES lines in its SIGTERM handler; the
+// platform delivers them, as function records, before SHUTDOWN.
+func TestSIGTERMLines(t *testing.T) {
+	h := startPlatform(t, Config{Env: []string{"SAMPLE_SIGTERM_LINES=3"}}, "testext")
+	h.invoke(`{"lines":1}`)
+	h.shutdown()
+	evs := h.log("testext").telemetry(t)
+	want := map[string]int{"0": 1, "1": 1, "2": 1}
+	if diff := cmp.Diff(want, sampleIDs(t, evs, "sigterm")); diff != "" {
+		t.Errorf("lines written in the SIGTERM handler, by number (-want +got):\n%s", diff)
+	}
+	if st := h.p.Stats(); st.FunctionLines != 1+1+3+1 { // init, the invocation, the handler, "sample SIGTERM"
+		t.Errorf("Stats().FunctionLines = %d, want 6", st.FunctionLines)
 	}
 }

@@ -126,6 +126,7 @@ func handle(ctx context.Context, req request) (*response, error) {
 func main() {
 	fmt.Println("sample init")
 	lambda.StartWithOptions(handle, lambda.WithEnableSIGTERM(func() {
+		writeSIGTERMLines()
 		fmt.Println("sample SIGTERM")
 		os.Exit(0)
 	}))

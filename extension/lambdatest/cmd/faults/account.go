@@ -118,6 +118,42 @@ type expect struct {
 	bigSize   int       // the size of the sample's long lines; fixed before the run
 	injected  []string  // keys of function lines posted with PostTelemetry
 	malformed []string  // raw bodies posted that must become sluice.malformed rows
+	bodies    []posted  // bodies posted straight to sluice's listener
+}
+
+// answer is what sluice's listener said to a body posted straight to it.
+type answer int
+
+const (
+	// acked: a 2xx answer; sluice took the lines.
+	acked answer = iota
+	// refused: another status; the lines stay with the sender, and sluice
+	// must not deliver them (Lambda would send them again).
+	refused
+	// unsure: no answer (the connection failed or timed out); sluice may
+	// or may not have taken the lines.
+	unsure
+)
+
+func (a answer) String() string {
+	switch a {
+	case acked:
+		return "acked"
+	case refused:
+		return "refused"
+	}
+	return "unsure"
+}
+
+// posted is a body of function lines "<Prefix>-0".."<Prefix>-<N-1>" a
+// scenario posted straight to sluice's listener, or planted where sluice
+// finds it, and how it was answered. Only acked lines are emitted; an
+// unsure line counts as emitted if it was delivered, and a refused line
+// that was delivered anyway is counted in Refused.
+type posted struct {
+	Prefix string
+	N      int
+	Answer answer
 }
 
 // written is what one invocation of the sample wrote: lines
@@ -197,6 +233,14 @@ func (l *ledger) posted(key string) {
 	l.exp.injected = append(l.exp.injected, key)
 }
 
+// postedBody records a body posted straight to the listener (or planted
+// in the spill) and how sluice answered it.
+func (l *ledger) postedBody(p posted) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.exp.bodies = append(l.exp.bodies, p)
+}
+
 // postedMalformed records a raw body posted that does not parse.
 func (l *ledger) postedMalformed(body string) {
 	l.mu.Lock()
@@ -269,6 +313,7 @@ func (l *ledger) addOutputLine(raw []byte) {
 type counts struct {
 	Emitted, Archived, Fallback, Lost, Duplicates int
 	Missing                                       int // lines the scenario wrote or posted, found nowhere
+	Refused                                       int // lines of refused bodies that were delivered all the same
 }
 
 // result computes the row: emitted is what the platform counted plus what
@@ -277,6 +322,26 @@ func (l *ledger) result(functionLines int64) counts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := counts{Emitted: int(functionLines) + len(l.exp.injected) + len(l.exp.malformed)}
+	found := func(k string) bool { return l.archive.count(k) > 0 || l.fallback.count(k) > 0 }
+	for _, p := range l.exp.bodies {
+		for i := range p.N {
+			k := p.Prefix + "-" + strconv.Itoa(i)
+			switch {
+			case p.Answer == acked:
+				c.Emitted++
+				if !found(k) {
+					c.Missing++
+				}
+			case found(k):
+				// Delivered though the sender could not know: emitted all
+				// the same, and a fault when sluice had refused it.
+				c.Emitted++
+				if p.Answer == refused {
+					c.Refused++
+				}
+			}
+		}
+	}
 	copies := 0
 	l.archive.each(func(_ string, n int) {
 		c.Archived++
@@ -290,7 +355,6 @@ func (l *ledger) result(functionLines int64) counts {
 	})
 	c.Duplicates = copies - c.Archived - c.Fallback
 	c.Lost = c.Emitted - c.Archived - c.Fallback
-	found := func(k string) bool { return l.archive.count(k) > 0 || l.fallback.count(k) > 0 }
 	for _, w := range l.exp.written {
 		for i := range w.Lines {
 			if !found(w.RequestID + "-" + strconv.Itoa(i)) {

@@ -168,6 +168,24 @@ func TestLedger(t *testing.T) {
 			fallback: []buffer.Row{{Time: at, Type: typeMalformed, Message: `ord":"y"}]`}},
 			want:     counts{Emitted: 3, Archived: 2, Fallback: 1, Duplicates: 1},
 		},
+		{
+			name: "bodies posted straight to the listener",
+			exp: expect{bodies: []posted{
+				{Prefix: "a", N: 2, Answer: acked},
+				{Prefix: "r", N: 2, Answer: refused},
+				{Prefix: "u", N: 3, Answer: unsure},
+			}},
+			archived: [][]buffer.Row{{line("a-0"), line("a-1"), line("u-0"), line("r-1")}},
+			fallback: []buffer.Row{line("u-1")},
+			// u-2 and r-0 stayed with the sender; r-1 should have too.
+			want: counts{Emitted: 5, Archived: 4, Fallback: 1, Refused: 1},
+		},
+		{
+			name:     "an acknowledged line lost",
+			exp:      expect{bodies: []posted{{Prefix: "a", N: 2, Answer: acked}}},
+			archived: [][]buffer.Row{{line("a-0")}},
+			want:     counts{Emitted: 2, Archived: 1, Lost: 1, Missing: 1},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			exp := tc.exp

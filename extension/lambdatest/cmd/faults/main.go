@@ -12,8 +12,10 @@
 //	fault=<name> emitted=<N> archived=<N> fallback=<N> lost=<N> duplicates=<N>
 //
 // emitted counts the function lines the platform produced (plus the records
-// a scenario posts itself); archived the distinct lines found in the
-// bucket; fallback the distinct lines found only in sluice's stdout
+// a scenario posts itself: through the platform, or straight to sluice's
+// listener, where only lines answered 200 count, since a refused body stays
+// with its sender and must not be delivered); archived the distinct lines
+// found in the bucket; fallback the distinct lines found only in sluice's stdout
 // fallback rows; lost is emitted-archived-fallback (lines the platform
 // dropped because sluice fell behind never reach either, so they are lost
 // too); duplicates the extra copies over archive and fallback. Details of
@@ -139,9 +141,10 @@ func runAll(ctx context.Context, o options) int {
 
 // request is the sample function's payload (see sample/main.go).
 type request struct {
-	Lines int  `json:"lines,omitempty"`
-	JSON  bool `json:"json,omitempty"`
-	Big   int  `json:"big,omitempty"`
+	Lines   int  `json:"lines,omitempty"`
+	JSON    bool `json:"json,omitempty"`
+	Big     int  `json:"big,omitempty"`
+	SleepMs int  `json:"sleep_ms,omitempty"`
 }
 
 // steady is the usual invocation: 200 lines, text and JSON, about 45 KB of
@@ -156,24 +159,31 @@ type scenario struct {
 	initial faultproxy.Fault
 	rss     bool // report the extension's peak RSS
 	bigLine int  // the size of the sample's long line, if the scenario asks for one
+	// setup, if set, runs before the environment starts (r.p is nil).
+	setup func(r *run) error
 	// run invokes the function and applies faults; the harness shuts the
 	// environment down afterwards unless run did.
 	run func(r *run) error
+	// check, if set, runs once the lines are accounted for: it returns
+	// fields to add to the row, or why the scenario failed.
+	check func(r *run) (string, error)
 }
 
 // run is one scenario in progress.
 type run struct {
-	ctx      context.Context
-	start    time.Time
-	proxy    *faultproxy.Proxy
-	p        *lambdatest.Platform
-	ledger   *ledger
-	out      *outputScanner
-	statuses map[string]int
-	postMax  time.Duration // longest PostRuntime (time sluice added to an invoke)
-	durMax   time.Duration // longest invocation as the caller saw it
-	invokes  int
-	shut     *lambdatest.ShutdownResult
+	ctx       context.Context
+	start     time.Time
+	proxy     *faultproxy.Proxy
+	p         *lambdatest.Platform
+	ledger    *ledger
+	out       *outputScanner
+	statuses  map[string]int
+	postMax   time.Duration // longest PostRuntime (time sluice added to an invoke)
+	durMax    time.Duration // longest invocation as the caller saw it
+	invokes   int
+	shut      *lambdatest.ShutdownResult
+	spillDir  string // sluice's SLUICE_SPILL_DIR, one per scenario
+	rssPeakKB int64  // the extension's peak RSS, when the scenario asks for it
 }
 
 // note logs a step of the scenario; it may be called from any goroutine.
@@ -333,6 +343,7 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 		proxy:    proxy,
 		ledger:   newLedger(exp),
 		statuses: map[string]int{},
+		spillDir: filepath.Join(work, "spill"),
 	}
 	r.out = &outputScanner{ledger: r.ledger}
 	if o.verbose {
@@ -344,7 +355,15 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 		}
 	}
 
-	vars := append(slices.Clone(sc.vars), o.vars...)
+	if sc.setup != nil {
+		if err := sc.setup(r); err != nil {
+			return "", 0, fmt.Errorf("setup: %w", err)
+		}
+	}
+	// Each scenario has its own spill: a spill shared with another run of
+	// sluice on the machine would lend or take batches.
+	vars := append([]string{"SLUICE_SPILL_DIR=" + r.spillDir}, sc.vars...)
+	vars = append(vars, o.vars...)
 	if o.debug {
 		vars = append(vars, "SLUICE_LOG_LEVEL=debug")
 	}
@@ -408,9 +427,9 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 	fmt.Fprintf(os.Stderr, "  platform: %d function lines, %d records dropped (counted as lost), %d undelivered at the end, %d POST retries, %d resets, %d killed\n",
 		st.FunctionLines, st.RecordsDropped, st.RecordsUndelivered, st.PostRetries, st.Resets, st.ExtensionsKilled)
 	l := r.ledger
-	if c.Missing > 0 || l.corrupt > 0 || l.strange > 0 || l.badRows > 0 || l.fbErrors > 0 {
-		fmt.Fprintf(os.Stderr, "  checks: %d written lines found nowhere, %d long lines altered, %d unexpected malformed rows, %d unparsable fallback rows, %d fallback_error rows\n",
-			c.Missing, l.corrupt, l.strange, l.badRows, l.fbErrors)
+	if c.Missing > 0 || l.corrupt > 0 || l.strange > 0 || l.badRows > 0 || l.fbErrors > 0 || c.Refused > 0 {
+		fmt.Fprintf(os.Stderr, "  checks: %d written lines found nowhere, %d long lines altered, %d unexpected malformed rows, %d unparsable fallback rows, %d fallback_error rows, %d lines delivered though refused\n",
+			c.Missing, l.corrupt, l.strange, l.badRows, l.fbErrors, c.Refused)
 	}
 	for _, t := range r.out.totals() {
 		fmt.Fprintf(os.Stderr, "  sluice: %s\n", t)
@@ -420,10 +439,26 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 
 	row := fmt.Sprintf("fault=%s emitted=%d archived=%d fallback=%d lost=%d duplicates=%d",
 		sc.name, c.Emitted, c.Archived, c.Fallback, c.Lost, c.Duplicates)
-	if peak != nil {
-		row += fmt.Sprintf(" rss_peak_mb=%.1f", float64(peak.maxKB())/1024)
+	if c.Refused > 0 {
+		row += fmt.Sprintf(" refused_delivered=%d", c.Refused)
 	}
-	return row, c.Lost, nil
+	if peak != nil {
+		r.rssPeakKB = peak.maxKB()
+		row += fmt.Sprintf(" rss_peak_mb=%.1f", float64(r.rssPeakKB)/1024)
+	}
+	if sc.check != nil {
+		extra, err := sc.check(r)
+		if extra != "" {
+			row += " " + extra
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "  %s\n", row)
+			return "", 0, err
+		}
+	}
+	// Lines a refused POST carried must stay with the sender: Lambda sends
+	// them again, so delivering them too is as wrong as a loss.
+	return row, c.Lost + c.Refused, nil
 }
 
 // environment is the extension's: the S3 server's credentials, region and
@@ -484,6 +519,7 @@ type outputScanner struct {
 	n, errors, warns, fallback int
 	last                       []string // recent non-fallback lines
 	totalsLines                []string
+	shutdownAt                 time.Time // when sluice's first "shutdown" line arrived
 }
 
 func (s *outputScanner) Write(p []byte) (int, error) {
@@ -523,6 +559,9 @@ func (s *outputScanner) lineLocked(line []byte) {
 	if bytes.Contains(line, []byte(`"msg":"totals"`)) || bytes.Contains(line, []byte("msg=totals")) {
 		s.totalsLines = append(s.totalsLines, string(line))
 	}
+	if s.shutdownAt.IsZero() && (bytes.Contains(line, []byte(`"msg":"shutdown"`)) || bytes.Contains(line, []byte("msg=shutdown "))) {
+		s.shutdownAt = time.Now()
+	}
 	s.last = append(s.last, string(line))
 	if len(s.last) > 200 {
 		s.last = slices.Clone(s.last[100:])
@@ -543,6 +582,13 @@ func (s *outputScanner) lines() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.last)
+}
+
+// sawShutdown is when sluice's "shutdown" line arrived (zero: not yet).
+func (s *outputScanner) sawShutdown() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutdownAt
 }
 
 func (s *outputScanner) totals() []string {

@@ -19,7 +19,9 @@ func latency(d time.Duration) faultproxy.Fault {
 }
 
 // scenarios are run in this order. Each keeps to a few seconds except the
-// outage (about 36 s) and the log storm.
+// outage (about 36 s), the log storm (about 30 s) and the slow evictions
+// (about 20 s). The delivery path's own scenarios are in
+// scenarios_delivery.go.
 func scenarios() []scenario {
 	return []scenario{
 		{
@@ -221,6 +223,10 @@ func scenarios() []scenario {
 			vars: []string{"SLUICE_BATCH_MAX_BYTES=8MiB"},
 			run:  func(r *run) error { return r.invokeN(100, request{Lines: 20_000, JSON: true}) },
 		},
+		lateTelemetryAtShutdown(),
+		slowEvictionDeadline(),
+		badSpillEntries(),
+		listenerFlood(),
 	}
 }
 
