@@ -212,7 +212,7 @@ func (d *Durable) Write(ctx context.Context, b *buffer.Batch) error {
 // the sink fails. Once stop is closed no new upload starts, except the
 // window's first (nil never closes). An upload still running when ctx ends
 // is cut short and its batch kept for later. Deliver returns when the window
-// is over and no upload of it is running.
+// is over and no upload of it is running, or at the latest when ctx ends.
 func (d *Durable) Deliver(ctx context.Context, stop <-chan struct{}) DeliverResult {
 	req := deliverReq{ctx: ctx, stop: stop, reply: make(chan DeliverResult, 1)}
 	select {
@@ -222,7 +222,16 @@ func (d *Durable) Deliver(ctx context.Context, stop <-chan struct{}) DeliverResu
 	case <-ctx.Done():
 		return DeliverResult{}
 	}
-	return <-req.reply
+	// The window ends with ctx in Run too (no upload starts under an ended
+	// context, one in flight is cut by it), but Run may be busy writing an
+	// evicted batch to the fallback: the caller's deadline is the
+	// invocation's and is never overrun for that.
+	select {
+	case r := <-req.reply:
+		return r
+	case <-ctx.Done():
+		return DeliverResult{}
+	}
 }
 
 // Close delivers what it can before ctx ends, one last try even while

@@ -274,8 +274,12 @@ func TestDurableWindowEndsMidUpload(t *testing.T) {
 		if took := time.Since(start); took > 200*time.Millisecond {
 			t.Errorf("Deliver took %v, past its 200ms window", took)
 		}
-		if r.Uploaded != 0 || r.Waiting != 1 || r.Failing {
-			t.Errorf("Deliver = %+v, want the batch kept and the sink not failing", r)
+		if r.Uploaded != 0 || r.Failing {
+			t.Errorf("Deliver = %+v, want nothing uploaded and the sink not failing", r)
+		}
+		synctest.Wait()
+		if st := h.d.Stats(); st.Held != 1 {
+			t.Errorf("after the window %d batches held, want the cut one back", st.Held)
 		}
 		h.primary.mu.Lock()
 		h.primary.delay = 0
@@ -288,6 +292,39 @@ func TestDurableWindowEndsMidUpload(t *testing.T) {
 		}
 		h.d.Close(context.Background())
 		every(t, h, 1)
+	})
+}
+
+// Deliver returns by its deadline even while Run writes a large evicted
+// batch to a slow fallback (found by make faults: the function timed out).
+func TestDurableDeliverDeadlineDuringEviction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		one := len(spillBatch(t, 1, 3).Data)
+		h := newHarness(t, false, DurableOptions{MaxHeld: one})
+		h.fallback.slowDown = time.Second
+		h.primary.delay = 300 * time.Millisecond
+		h.write(t, 1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			// The window's upload is cut at 100ms and its batch comes back
+			// while 2 is held: putting 1 back evicts 2 to the slow fallback.
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			h.d.Deliver(ctx, nil)
+			if took := time.Since(start); took > 100*time.Millisecond {
+				t.Errorf("Deliver took %v with a 100ms window", took)
+			}
+		}()
+		time.Sleep(10 * time.Millisecond)
+		h.write(t, 2)
+		<-done
+		h.primary.mu.Lock()
+		h.primary.delay = 0
+		h.primary.mu.Unlock()
+		h.d.Close(context.Background())
+		every(t, h, 2)
 	})
 }
 

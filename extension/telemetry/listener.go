@@ -259,7 +259,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer h.putBody(buf)
 
 	d, _ := l.decoders.Get().(*Decoder)
 	if d == nil {
@@ -267,6 +266,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, malformed := d.Decode(buf.Bytes(), time.Now())
 	l.decoders.Put(d)
+	// The records own copies of what they hold: the body goes back to the
+	// pool before the wait for room downstream, so a POST that waits holds
+	// its records only.
+	h.putBody(buf)
 
 	if len(recs) > 0 && !h.send(r.Context(), recs) {
 		// Lambda retries a failed POST later, so the batch is delayed, not
