@@ -10,9 +10,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
 	"unsafe"
+
+	"github.com/sluice-logs/sluice/buffer/jsonscan"
 )
 
 // The redaction presets, in the order their rules are listed. Each is a
@@ -261,7 +261,7 @@ func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
 		c := s[i]
 		switch {
 		case c == '"':
-			end, esc := stringEnd(s, i)
+			end, esc := jsonscan.StringEnd(s, i)
 			closed := end >= 0
 			if !closed {
 				end = len(s) // unterminated: redact to the end all the same
@@ -279,7 +279,7 @@ func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
 				}
 			} else {
 				var valid bool
-				r.scratch, valid = unquoteJSON(r.scratch[:0], content)
+				r.scratch, valid = jsonscan.AppendUnquoted(r.scratch[:0], content)
 				if !valid {
 					return nil, false
 				}
@@ -325,82 +325,6 @@ func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
 		return nil, true
 	}
 	return append(out, s[last:]...), true
-}
-
-// unquoteJSON appends the decoded content of a JSON string (without its
-// quotes) to dst. Lone surrogates become U+FFFD, as in encoding/json; ok is
-// false for an invalid escape.
-func unquoteJSON(dst []byte, s string) ([]byte, bool) {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c != '\\' {
-			j := strings.IndexByte(s[i:], '\\')
-			if j < 0 {
-				return append(dst, s[i:]...), true
-			}
-			dst = append(dst, s[i:i+j]...)
-			i += j
-			continue
-		}
-		if i+1 >= len(s) {
-			return dst, false
-		}
-		switch e := s[i+1]; e {
-		case '"', '\\', '/':
-			dst = append(dst, e)
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r1, ok := hex4(s, i+2)
-			if !ok {
-				return dst, false
-			}
-			i += 6
-			if utf16.IsSurrogate(r1) {
-				if r2, ok := hex4(s, i+2); ok && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
-					if d := utf16.DecodeRune(r1, r2); d != utf8.RuneError {
-						dst = utf8.AppendRune(dst, d)
-						i += 6
-						continue
-					}
-				}
-				r1 = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r1)
-			continue
-		default:
-			return dst, false
-		}
-		i += 2
-	}
-	return dst, true
-}
-
-func hex4(s string, i int) (rune, bool) {
-	if i+4 > len(s) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		switch {
-		case isDigit(c):
-			c -= '0'
-		case 'a' <= c|0x20 && c|0x20 <= 'f':
-			c = c | 0x20 - 'a' + 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }
 
 // commit adds the pending counts of the value just redacted.

@@ -65,6 +65,9 @@ func refDecode(body []byte, now time.Time) ([]buffer.Record, bool) {
 				}
 				delete(o, "timestamp")
 			}
+			if r.Level == "" {
+				r.Level = refOtherLevel(rec)
+			}
 			r.Fields = refFields(o)
 		case strings.HasPrefix(r.Type, "platform.") && rec[0] == '{':
 			var o map[string]json.RawMessage
@@ -157,4 +160,49 @@ func mustUnmarshal(raw []byte, v any) {
 	if err := json.Unmarshal(raw, v); err != nil {
 		panic(err)
 	}
+}
+
+// refOtherLevel is the first level among the members of the object rec
+// that name one, in order; of several "level" members only the last counts,
+// as encoding/json keeps only the last.
+func refOtherLevel(rec []byte) string {
+	type member struct {
+		key string
+		val json.RawMessage
+	}
+	var ms []member
+	dec := json.NewDecoder(bytes.NewReader(rec))
+	dec.Token() // {
+	for dec.More() {
+		k, _ := dec.Token()
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return ""
+		}
+		ms = append(ms, member{k.(string), v})
+	}
+	lastLevel := -1
+	for i, m := range ms {
+		if m.key == "level" {
+			lastLevel = i
+		}
+	}
+	for i, m := range ms {
+		if !buffer.IsLevelKey(m.key) || m.key == "level" && i != lastLevel {
+			continue
+		}
+		var s string
+		switch {
+		case m.val[0] == '"':
+			mustUnmarshal(m.val, &s)
+		case m.val[0] == '-' || m.val[0] >= '0' && m.val[0] <= '9':
+			s = string(m.val)
+		default:
+			continue
+		}
+		if l, ok := buffer.LineLevel(s); ok {
+			return l.String()
+		}
+	}
+	return ""
 }
