@@ -12,6 +12,31 @@ import (
 	"github.com/sluice-logs/sluice/buffer/jsonscan"
 )
 
+// EventType names the type of a telemetry event: the types Lambda sends,
+// and EventUnknown. buffer.Record.Type stays a plain string, since the run
+// loop's files compare and prefix-match it as one.
+type EventType string
+
+// The event types Lambda sends (telemetry-schema-reference), and the row
+// type of an event that claimed a type reserved for sluice's own rows.
+const (
+	EventFunction              EventType = "function"
+	EventExtension             EventType = "extension"
+	EventInitStart             EventType = "platform.initStart"
+	EventInitRuntimeDone       EventType = "platform.initRuntimeDone"
+	EventInitReport            EventType = "platform.initReport"
+	EventStart                 EventType = "platform.start"
+	EventRuntimeDone           EventType = "platform.runtimeDone"
+	EventReport                EventType = "platform.report"
+	EventRestoreStart          EventType = "platform.restoreStart"
+	EventRestoreRuntimeDone    EventType = "platform.restoreRuntimeDone"
+	EventRestoreReport         EventType = "platform.restoreReport"
+	EventTelemetrySubscription EventType = "platform.telemetrySubscription"
+	EventLogsDropped           EventType = "platform.logsDropped"
+	EventPlatformExtension     EventType = "platform.extension"
+	EventUnknown               EventType = "unknown"
+)
+
 // TypeMalformed is the Type of the record that carries a POST body that is
 // not a JSON array of telemetry events, so that no byte Lambda sent is lost.
 const TypeMalformed = "sluice.malformed"
@@ -273,65 +298,123 @@ func (d *Decoder) event(body []byte, ev *rawEvent, now time.Time) (buffer.Record
 	}
 	r.Type = eventType(ev.typ.Of(body), ev.typFl)
 	t, timeOK := stringTime(body, ev.time, ev.timeFl)
+	traw := body // where the time's JSON string is
+	tspan := ev.time
 	var rec []byte
 	if !ev.rec.Absent() {
 		rec = ev.rec.Of(body)
 	}
+	isLog := r.Type == string(EventFunction) || r.Type == string(EventExtension)
 	switch {
+	case strings.HasPrefix(r.Type, reservedPrefix):
+		r.Fields = reservedFields(r.Type, rec, ev.recFl)
+		r.Type = string(EventUnknown)
 	case rec == nil:
-	case (r.Type == "function" || r.Type == "extension") && rec[0] == '"':
+	case isLog && rec[0] == '"':
 		r.Message = d.str(rec, ev.recFl)
-	case (r.Type == "function" || r.Type == "extension") && rec[0] == '{':
+	case isLog && rec[0] == '{':
 		ts, tsFl := d.logRecord(&r, rec, ev.recFl)
 		if !timeOK {
 			t, timeOK = stringTime(rec, ts, tsFl)
+			traw, tspan = rec, ts
 		}
 	case strings.HasPrefix(r.Type, "platform.") && rec[0] == '{':
 		d.platformRecord(&r, rec, ev.recFl)
 	default:
 		r.Fields = jsonscan.AppendCompact(make([]byte, 0, len(rec)), rec, ev.recFl)
 	}
-	if timeOK {
-		r.Time = t
-	} else {
+	switch {
+	case !timeOK:
 		r.Time = now
+	case t.Unix() < minTimeUnix || t.After(now.Add(maxTimeAhead)):
+		// A partition of year 10000 or -1 breaks every reader, and one
+		// outside the projection's range is never read: the row goes to
+		// the arrival time and keeps the time it claimed.
+		r.Time = now
+		r.Fields = withOriginalTime(r.Fields, tspan.Of(traw))
+	default:
+		r.Time = t
 	}
 	return r, true
+}
+
+// reservedPrefix starts the types of the rows sluice writes itself
+// (sluice.stats, sluice.malformed, sluice.truncated): a POST cannot make
+// one, or it could fake the counters. Such an event is archived as an
+// EventUnknown row whose Fields hold the type it claimed and its record.
+const reservedPrefix = "sluice."
+
+func reservedFields(typ string, rec []byte, fl jsonscan.Flags) json.RawMessage {
+	q, _ := json.Marshal(typ) // a string always marshals
+	out := append([]byte(`{"type":`), q...)
+	if rec != nil {
+		out = append(out, `,"record":`...)
+		out = jsonscan.AppendCompact(out, rec, fl)
+	}
+	return append(out, '}')
+}
+
+// The window of event times taken as they are. Lambda runs since 2014, and
+// a clock more than a day ahead of the arrival time is not Lambda's.
+const (
+	minTimeUnix  = 946684800 // 2000-01-01T00:00:00Z
+	maxTimeAhead = 24 * time.Hour
+)
+
+// withOriginalTime adds the original_time member, the raw JSON string of a
+// time out of the window, first in the object fields; fields of another
+// shape move under "record".
+func withOriginalTime(fields json.RawMessage, raw []byte) json.RawMessage {
+	out := make([]byte, 0, len(fields)+len(raw)+32)
+	out = append(out, `{"original_time":`...)
+	out = append(out, raw...)
+	switch {
+	case len(fields) == 0:
+	case fields[0] == '{' && len(fields) > 2:
+		out = append(out, ',')
+		out = append(out, fields[1:len(fields)-1]...)
+	case fields[0] == '{':
+	default:
+		out = append(out, `,"record":`...)
+		out = append(out, fields...)
+	}
+	return append(out, '}')
 }
 
 // eventType interns the types Lambda sends so that a record costs no
 // allocation for its type.
 func eventType(raw []byte, fl jsonscan.Flags) string {
 	if fl&jsonscan.Escape == 0 {
+		// A switch on the converted bytes does not allocate.
 		switch string(raw[1 : len(raw)-1]) {
-		case "function":
-			return "function"
-		case "extension":
-			return "extension"
-		case "platform.initStart":
-			return "platform.initStart"
-		case "platform.initRuntimeDone":
-			return "platform.initRuntimeDone"
-		case "platform.initReport":
-			return "platform.initReport"
-		case "platform.start":
-			return "platform.start"
-		case "platform.runtimeDone":
-			return "platform.runtimeDone"
-		case "platform.report":
-			return "platform.report"
-		case "platform.restoreStart":
-			return "platform.restoreStart"
-		case "platform.restoreRuntimeDone":
-			return "platform.restoreRuntimeDone"
-		case "platform.restoreReport":
-			return "platform.restoreReport"
-		case "platform.telemetrySubscription":
-			return "platform.telemetrySubscription"
-		case "platform.logsDropped":
-			return "platform.logsDropped"
-		case "platform.extension":
-			return "platform.extension"
+		case string(EventFunction):
+			return string(EventFunction)
+		case string(EventExtension):
+			return string(EventExtension)
+		case string(EventInitStart):
+			return string(EventInitStart)
+		case string(EventInitRuntimeDone):
+			return string(EventInitRuntimeDone)
+		case string(EventInitReport):
+			return string(EventInitReport)
+		case string(EventStart):
+			return string(EventStart)
+		case string(EventRuntimeDone):
+			return string(EventRuntimeDone)
+		case string(EventReport):
+			return string(EventReport)
+		case string(EventRestoreStart):
+			return string(EventRestoreStart)
+		case string(EventRestoreRuntimeDone):
+			return string(EventRestoreRuntimeDone)
+		case string(EventRestoreReport):
+			return string(EventRestoreReport)
+		case string(EventTelemetrySubscription):
+			return string(EventTelemetrySubscription)
+		case string(EventLogsDropped):
+			return string(EventLogsDropped)
+		case string(EventPlatformExtension):
+			return string(EventPlatformExtension)
 		}
 	}
 	return jsonscan.Unquote(raw, fl)

@@ -33,8 +33,16 @@ func refDecode(body []byte, now time.Time) ([]buffer.Record, bool) {
 		mustUnmarshal(typ, &r.Type)
 		t, timeOK := refTime(m["time"])
 		rec := m["record"]
+		traw := m["time"]
 		isLog := r.Type == "function" || r.Type == "extension"
 		switch {
+		case strings.HasPrefix(r.Type, "sluice."):
+			f := map[string]json.RawMessage{"type": typ}
+			if rec != nil {
+				f["record"] = rec
+			}
+			r.Fields = refFields(f)
+			r.Type = "unknown"
 		case rec == nil:
 		case isLog && rec[0] == '"':
 			mustUnmarshal(rec, &r.Message)
@@ -62,6 +70,7 @@ func refDecode(body []byte, now time.Time) ([]buffer.Record, bool) {
 			if v, ok := o["timestamp"]; ok && v[0] == '"' {
 				if !timeOK {
 					t, timeOK = refTime(v)
+					traw = v
 				}
 				delete(o, "timestamp")
 			}
@@ -116,6 +125,21 @@ func refDecode(body []byte, now time.Time) ([]buffer.Record, bool) {
 			r.Fields = refFields(o)
 		default:
 			r.Fields = json.RawMessage(refCompact(rec))
+		}
+		if timeOK && (t.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) || t.After(now.Add(24*time.Hour))) {
+			timeOK = false
+			var f any = map[string]any{}
+			if r.Fields != nil {
+				mustUnmarshal(r.Fields, &f)
+			}
+			o, isObj := f.(map[string]any)
+			if !isObj {
+				o = map[string]any{"record": f}
+			}
+			var orig any
+			mustUnmarshal(traw, &orig)
+			o["original_time"] = orig
+			r.Fields, _ = json.Marshal(o)
 		}
 		if !timeOK {
 			t = now
