@@ -36,9 +36,9 @@ func TestNewRedactor(t *testing.T) {
 		{name: "order and case", presets: []string{" IP", "email ", "", "email"}, patterns: []string{`x\d+`}, rules: []string{"email", "ip", "pattern1"}},
 		{name: "patterns named by position", patterns: []string{`a+`, `b+`}, rules: []string{"pattern1", "pattern2"}},
 		{name: "unknown preset", presets: []string{"aws", "phone"}, errs: []string{`unknown preset "phone"`, "known: aws, jwt, bearer, email, card, ip, all"}},
-		{name: "bad pattern", patterns: []string{`ok`, `a(`}, errs: []string{`pattern 2 "a("`, "missing closing )"}},
-		{name: "empty match", patterns: []string{`\d*`}, errs: []string{`pattern 1 "\\d*": matches the empty string`}},
-		{name: "all errors at once", presets: []string{"x"}, patterns: []string{`[`}, errs: []string{`preset "x"`, `pattern 1 "["`}},
+		{name: "bad pattern", patterns: []string{`ok`, `a(`}, errs: []string{`pattern 2: missing closing )`}},
+		{name: "empty match", patterns: []string{`\d*`}, errs: []string{`pattern 1: matches the empty string`}},
+		{name: "all errors at once", presets: []string{"x"}, patterns: []string{`[`}, errs: []string{`preset "x"`, `pattern 1: missing closing ]`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
