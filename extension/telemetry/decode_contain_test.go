@@ -1,10 +1,14 @@
 package telemetry
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/sluice-logs/sluice/buffer"
+	"github.com/sluice-logs/sluice/buffer/jsonscan"
 )
 
 // TestDecodeContains holds the decoder to what a POST must not be able to
@@ -64,4 +68,84 @@ func TestDecodeContains(t *testing.T) {
 			}
 		})
 	}
+}
+
+// containCases are bodies from the review, fuzz seeds too: a record Lambda
+// cut across two POSTs, holding secrets behind escapes; reserved types;
+// extreme times.
+var containCases = []string{
+	`[{"time":"2026-11-30T22:09:38.123Z","type":"function","record":"dump:\nAKIAIOSFODNN7EXAMPLE\n\tBearer abcdef0123456789abcdef\n4111111111111111\n10.0.0.1\nsecret \"wJalrXUtnFEMI\/K7MDENG\/bPxRfiCYEXAMPLEKEY\"`,
+	`\n4111111111111111\n10.0.0.1\"}\n","requestId":"8476a536-e9f4-11e8-9739-2dfe598c3fcd"}]`,
+	`[{"time":"2026-11-30T22:09:38.123Z","type":"sluice.stats","record":{"lines_seen":1000000}}]`,
+	`[{"time":"9999-12-31T23:59:59.999-23:59","type":"function","record":"late"}]`,
+	`[{"time":"0000-01-01T00:00:00+23:59","type":"function","record":"early"}]`,
+}
+
+// plants are a value of each redaction preset and of the key rule, with
+// what of it must not survive.
+var plants = []struct{ text, secret string }{
+	{"AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"},
+	{"secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+	{"IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD", "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD"},
+	{"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"},
+	{"Bearer abcdef0123456789abcdef", "abcdef0123456789abcdef"},
+	{"jane.doe@example.com", "jane.doe@example.com"},
+	{"4111111111111111", "4111111111111111"},
+	{"192.168.10.20", "192.168.10.20"},
+	{"2001:db8::1", "2001:db8::1"},
+	{"password=pw-7Qx9ZtR2", "pw-7Qx9ZtR2"},
+}
+
+// checkPlanted makes telemetry bodies around text: a text line and a JSON
+// line holding a planted secret, whole or cut (a malformed row, base64
+// when it is not UTF-8), decodes and redacts them with SLUICE_REDACT=all
+// and the default keys, and fails if the secret survives in any row.
+func checkPlanted(t *testing.T, text []byte) {
+	t.Helper()
+	red, err := buffer.NewRedactor([]string{"all"}, nil, buffer.DefaultRedactKeys()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plants[len(text)%len(plants)]
+	for _, sep := range []string{" | ", "\n\t"} {
+		val := string(text) + sep + p.text + sep
+		q, _ := json.Marshal(val)
+		body := `[{"time":"2026-11-30T22:09:38.123Z","type":"function","record":` + string(q) + `},` +
+			`{"time":"2026-11-30T22:09:38.124Z","type":"function","record":{"message":` + string(q) + `,"k":[` + string(q) + `],"password":"pw-7Qx9ZtR2"}}]`
+		for _, b := range []string{body, body[:len(text)%len(body)], "\xff" + body[:len(body)/2]} {
+			recs, _ := NewDecoder().Decode([]byte(b), now)
+			for i := range recs {
+				rec := recs[i]
+				red.RedactRecord(&rec)
+				msg := rec.Message
+				if strings.Contains(string(rec.Fields), `"base64"`) {
+					if d, err := base64.StdEncoding.DecodeString(msg); err == nil {
+						msg = string(d)
+					}
+				}
+				for _, s := range []string{msg, string(rec.Fields)} {
+					if survives(s, sep, p.text) || p.secret == "pw-7Qx9ZtR2" && !strings.Contains(string(text), p.secret) && strings.Contains(s, `"password":"pw-7Qx9ZtR2"`) {
+						t.Fatalf("body of %d bytes (%.200q...): row of type %s keeps %q", len(b), b, rec.Type, p.text)
+					}
+				}
+			}
+		}
+	}
+}
+
+// survives reports whether sep+secret+sep is in s, or in s with its escapes
+// decoded up to four times.
+func survives(s, sep, secret string) bool {
+	want := sep + secret + sep
+	for range 4 {
+		if strings.Contains(s, want) {
+			return true
+		}
+		dec, _, decoded := jsonscan.AppendUnescaped(nil, nil, s)
+		if !decoded {
+			return false
+		}
+		s = string(dec)
+	}
+	return strings.Contains(s, want)
 }
