@@ -30,20 +30,25 @@ import (
 //	        SecretAccessKey or aws_secret_access_key) occurs within the 80
 //	        bytes before it: such words are otherwise indistinguishable from
 //	        hashes and ids, so without that context they are left alone.
+//	        Session tokens: a base64 word of 16 or more characters starting
+//	        with the prefix STS gives them (IQoJb3JpZ2lu, or an older one).
 //	jwt     eyJ<header>.eyJ<payload>.<signature> in base64url.
 //	bearer  the token after "Bearer ", "bearer " or "BEARER ": [A-Za-z0-9-._~+/]+ and '='
 //	        padding, at least 8 characters with a digit or a symbol, or 20.
 //	        The word "Bearer" stays.
-//	email   local@domain.tld, the top-level label being letters only.
+//	email   local@domain.tld or URL-encoded local%40domain.tld, the
+//	        top-level label being letters only or punycode (xn--...); not
+//	        file names such as logo@2x.png or a.min@site.js.
 //	card    13 to 19 digits, plain or in groups of four (or 4-6-5 / 4-6-4)
-//	        separated by single spaces or dashes, as a whole word, starting
-//	        with 2 to 6 (the issuers' ranges) and passing the Luhn check.
-//	        Epoch timestamps (starting with 1), UUIDs and dates never match;
-//	        about one in ten other 13-19 digit ids starting with 2-6 does.
+//	        separated by a space, two spaces or a dash, as a whole word,
+//	        starting with 2 to 6 (the issuers' ranges) and passing the Luhn
+//	        check. Epoch timestamps (starting with 1), UUIDs and dates never
+//	        match; about one in ten other 13-19 digit ids starting with 2-6
+//	        does, except after a word that calls it an id ("order id").
 //	ip      IPv4 dotted quads with octets 0-255 and no leading zeros, as a
-//	        whole word (not 1.2.3.4.5, not v1.2.3.4; a four-part version
-//	        number after a space does match); IPv6 in any form net/netip
-//	        accepts (compressed, IPv4-embedded), as a whole word.
+//	        whole word (not 1.2.3.4.5, not v1.2.3.4, not after "release",
+//	        "version" and the like); IPv6 in any form net/netip accepts
+//	        (compressed, IPv4-embedded), as a whole word.
 const (
 	presetAWS = iota
 	presetJWT

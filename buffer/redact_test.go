@@ -352,16 +352,23 @@ func BenchmarkRedact(b *testing.B) {
 	for i := range recs {
 		total += len(recs[i].Message) + len(recs[i].Fields)
 	}
-	r := mustRedactor(b, []string{"all"})
-	b.SetBytes(int64(total / len(recs)))
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		r.Redact(recs[i].Message)
-		r.RedactJSON(recs[i].Fields)
-		if i++; i == len(recs) {
-			i = 0
-		}
+	for _, bc := range []struct {
+		name string
+		keys []string
+	}{{"all", nil}, {"all+keys", DefaultRedactKeys()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := mustRedactorKeys(b, []string{"all"}, bc.keys)
+			b.SetBytes(int64(total / len(recs)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r.Redact(recs[i].Message)
+				r.RedactJSON(recs[i].Fields)
+				if i++; i == len(recs) {
+					i = 0
+				}
+			}
+		})
 	}
 }
 
