@@ -75,6 +75,7 @@ type Redactor struct {
 	need     feature  // the features the presets in use look for
 	presetOf [numPresets]int
 	keys     map[string]bool // normalized key names; nil when the key rule is off
+	keyEnds  [256]uint8      // bit 0: a key starts with the byte (either case), bit 1: ends with it
 	keyRule  int             // rule index of "key", or -1
 	patterns []*regexp.Regexp
 	first    int // rule index of the first pattern
@@ -187,7 +188,14 @@ func NewRedactor(presets, patterns []string, keys ...string) (*Redactor, error) 
 			r.keyRule = len(r.rules)
 			r.rules = append(r.rules, "key")
 		}
-		r.keys[normalizeKey(k)] = true
+		n := normalizeKey(k)
+		r.keys[n] = true
+		for _, c := range [...]byte{n[0], n[0] &^ 0x20} {
+			r.keyEnds[c] |= 1
+		}
+		for _, c := range [...]byte{n[len(n)-1], n[len(n)-1] &^ 0x20} {
+			r.keyEnds[c] |= 2
+		}
 	}
 	r.first = len(r.rules)
 	for i, p := range patterns {
@@ -357,7 +365,9 @@ func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
 	// What the whole text cannot contain, no unescaped string in it does;
 	// an escaped one is looked at once decoded.
 	whole := r.features(s)
-	if whole == 0 && len(r.patterns) == 0 && r.keys == nil && strings.IndexByte(s, '\\') < 0 {
+	if whole == 0 && len(r.patterns) == 0 && strings.IndexByte(s, '\\') < 0 &&
+		(r.keys == nil || len(r.scanKeyText(r.matches[:0], s)) == 0) {
+		// Without escapes, every key is found in the raw text too.
 		return nil, true
 	}
 	last := 0         // s[:last] is in out already
@@ -594,7 +604,7 @@ func (r *Redactor) features(s string) feature {
 	if need&fAWSKey != 0 && (containsVia(s, "AKIA", 1) || containsVia(s, "ASIA", 1)) {
 		f |= fAWSKey
 	}
-	if need&fAWSToken != 0 && (containsVia(s, "IQoJb3JpZ2lu", 1) || containsVia(s, "GZXIvYXdz", 0)) {
+	if need&fAWSToken != 0 && (containsVia(s, "IQoJb3JpZ2lu", 1) || containsVia(s, "GZXIvYXdz", 1)) {
 		f |= fAWSToken
 	}
 	if need&fAWSSecret != 0 && len(s) >= 40 && hasSecretWord(s) {

@@ -88,7 +88,7 @@ func (r *Redactor) scanKeyText(m []span, s string) []span {
 			continue
 		}
 		k := i
-		for k > 0 && i-k < 2 && s[k-1] == ' ' {
+		for k > 0 && i-k < 16 && (s[k-1] == ' ' || s[k-1] == '\t') {
 			k--
 		}
 		if k > 0 && (s[k-1] == '"' || s[k-1] == '\'') {
@@ -165,6 +165,17 @@ func (r *Redactor) hasKey(name string) bool {
 	if r.keys == nil || len(name) == 0 || len(name) > 64 {
 		return false
 	}
+	// Most words are not keys: their first or last letter tells.
+	first, last := 0, len(name)-1
+	for first < last && isKeySep(name[first]) {
+		first++
+	}
+	for last > first && isKeySep(name[last]) {
+		last--
+	}
+	if r.keyEnds[name[first]]&1 == 0 || r.keyEnds[name[last]]&2 == 0 {
+		return false
+	}
 	var buf [64]byte
 	return r.keys[string(appendKey(buf[:0], name))]
 }
@@ -172,10 +183,12 @@ func (r *Redactor) hasKey(name string) bool {
 // normalizeKey is the form keys are stored and compared in.
 func normalizeKey(name string) string { return string(appendKey(nil, name)) }
 
+func isKeySep(c byte) bool { return c == '-' || c == '_' || c == '.' }
+
 func appendKey(dst []byte, name string) []byte {
 	for i := range len(name) {
 		switch c := name[i]; {
-		case c == '-' || c == '_' || c == '.':
+		case isKeySep(c):
 		case 'A' <= c && c <= 'Z':
 			dst = append(dst, c+'a'-'A')
 		default:

@@ -96,6 +96,13 @@ func NewDecoder() *Decoder { return new(Decoder) }
 // unexpected shape is kept whole in Fields rather than rejected. Of
 // duplicate keys the last one counts, as in encoding/json. Keys of an event
 // other than time, type and record are ignored (Lambda sends none).
+//
+// What a POST cannot do: make a row of a type sluice writes itself (an
+// event whose type starts with "sluice." becomes an EventUnknown row that
+// keeps the type and record in Fields), or give a row a time before 2000 or
+// more than a day after now (the row gets now and keeps the time it was
+// given in Fields as original_time), which would land in a partition no
+// reader finds.
 func (d *Decoder) Decode(body []byte, now time.Time) (recs []buffer.Record, malformed bool) {
 	recs, ok := d.decode(body, now)
 	d.trim()

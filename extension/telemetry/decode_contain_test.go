@@ -98,14 +98,11 @@ var plants = []struct{ text, secret string }{
 
 // checkPlanted makes telemetry bodies around text: a text line and a JSON
 // line holding a planted secret, whole or cut (a malformed row, base64
-// when it is not UTF-8), decodes and redacts them with SLUICE_REDACT=all
-// and the default keys, and fails if the secret survives in any row.
-func checkPlanted(t *testing.T, text []byte) {
+// when it is not UTF-8), decodes them and redacts them with red
+// (SLUICE_REDACT=all and the default keys), and fails if the secret
+// survives in any row.
+func checkPlanted(t *testing.T, red *buffer.Redactor, text []byte) {
 	t.Helper()
-	red, err := buffer.NewRedactor([]string{"all"}, nil, buffer.DefaultRedactKeys()...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := plants[len(text)%len(plants)]
 	for _, sep := range []string{" | ", "\n\t"} {
 		val := string(text) + sep + p.text + sep
