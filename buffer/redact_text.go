@@ -88,7 +88,7 @@ func (r *Redactor) scanKeyText(m []span, s string) []span {
 			continue
 		}
 		k := i
-		for k > 0 && i-k < 16 && (s[k-1] == ' ' || s[k-1] == '\t') {
+		for k > 0 && i-k < 16 && isSpace(s[k-1]) {
 			k--
 		}
 		if k > 0 && (s[k-1] == '"' || s[k-1] == '\'') {
