@@ -27,6 +27,9 @@ type Meta struct {
 // too, as JSON cannot express them. Fields is written as a JSON string holding
 // the raw JSON text, so Athena sees one string column whatever its shape.
 //
+// The message of a function or extension line is written even when it is
+// empty: an empty line is a line, and Athena reads a missing key as NULL.
+//
 // Strings are escaped so that every row is valid JSON on a single line:
 // control characters, U+2028 and U+2029 are escaped and each byte of invalid
 // UTF-8 becomes U+FFFD. Time is written in UTC with millisecond precision
@@ -70,7 +73,11 @@ func appendHead(dst []byte, r *Record) []byte {
 func appendTail(dst []byte, r *Record) []byte {
 	dst = appendStringKey(dst, `,"request_id":`, r.RequestID)
 	dst = appendStringKey(dst, `,"level":`, r.Level)
-	dst = appendStringKey(dst, `,"message":`, r.Message)
+	if r.Message != "" || isLine(r.Type) {
+		// A log line is never NULL in the archive, even when it is empty.
+		dst = append(dst, `,"message":`...)
+		dst = appendString(dst, r.Message)
+	}
 	dst = appendStringKey(dst, `,"status":`, r.Status)
 	dst = appendStringKey(dst, `,"error_type":`, r.ErrorType)
 	if m := r.Metrics; m != nil {
@@ -88,6 +95,10 @@ func appendTail(dst []byte, r *Record) []byte {
 	}
 	return append(dst, '}', '\n')
 }
+
+// isLine reports whether records of type typ are log lines, whose message
+// is never absent.
+func isLine(typ string) bool { return typ == "function" || typ == "extension" }
 
 func appendStringKey(dst []byte, key, s string) []byte {
 	if s == "" {

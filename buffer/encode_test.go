@@ -63,7 +63,7 @@ func TestAppendRowColumns(t *testing.T) {
 			name: "meta is escaped",
 			meta: Meta{Function: `a"b`, Version: "1\n"},
 			rec:  Record{Time: testTime, Type: "function"},
-			want: `{"time":"2026-11-30T22:09:38.123Z","type":"function","function":"a\"b","version":"1\n"}`,
+			want: `{"time":"2026-11-30T22:09:38.123Z","type":"function","function":"a\"b","version":"1\n","message":""}`,
 		},
 	}
 	for _, tt := range tests {
@@ -354,6 +354,19 @@ func TestAppendStringPositions(t *testing.T) {
 					t.Errorf("appendString([]byte(%q)) = %s, want %s", in, got, want)
 				}
 			}
+		}
+	}
+}
+
+// TestAppendRowEmptyMessage: a function line that is empty is still a line;
+// its message is "" in the archive, never NULL.
+func TestAppendRowEmptyMessage(t *testing.T) {
+	for _, typ := range []string{"function", "extension"} {
+		r := Record{Time: time.Date(2026, 11, 30, 22, 9, 38, 0, time.UTC), Type: typ}
+		row := string(AppendRow(nil, Meta{Function: "f", Version: "1"}, &r))
+		want := `{"time":"2026-11-30T22:09:38.000Z","type":"` + typ + `","function":"f","version":"1","message":""}` + "\n"
+		if row != want {
+			t.Errorf("AppendRow(empty %s line) = %s, want %s", typ, row, want)
 		}
 	}
 }

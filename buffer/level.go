@@ -3,6 +3,8 @@ package buffer
 import (
 	"strconv"
 	"strings"
+
+	"github.com/sluice-logs/sluice/buffer/jsonscan"
 )
 
 // Level is the severity of a log line, ordered from LevelTrace to
@@ -337,8 +339,16 @@ func logfmtLevel(p string) (Level, bool) {
 	return 0, false
 }
 
-// isLevelKey reports whether key names a level in logfmt or JSON, in any
-// case.
+// IsLevelKey reports whether key names a level in logfmt or JSON, in any
+// case: level, lvl, severity, severityText, levelname, level_name,
+// loglevel, log.level or @l. The telemetry decoder reads these keys in its
+// one pass over a JSON log record.
+func IsLevelKey[S ~string | ~[]byte](key S) bool { return isLevelKey(key) }
+
+// LineLevel is ParseLevelName for a level value found in a log record,
+// without trimming: "off" is not a line's level, pino's numbers are.
+func LineLevel[S ~string | ~[]byte](s S) (Level, bool) { return lineLevel(s) }
+
 func isLevelKey[S ~string | ~[]byte](key S) bool {
 	if len(key) < 2 || len(key) > 16 {
 		return false
@@ -404,7 +414,7 @@ func jsonLevel[S ~string | ~[]byte](s S) (Level, bool) {
 		if i >= len(s) || s[i] != '"' {
 			return 0, false
 		}
-		kend, esc := stringEnd(s, i)
+		kend, esc := jsonscan.StringEnd(s, i)
 		if kend < 0 {
 			return 0, false
 		}
@@ -415,7 +425,7 @@ func jsonLevel[S ~string | ~[]byte](s S) (Level, bool) {
 		}
 		i = skipWS(s, i+1)
 		vstart := i
-		if i = skipJSONValue(s, i); i < 0 {
+		if i = jsonscan.SkipLoose(s, i); i < 0 {
 			return 0, false
 		}
 		if isKey {
@@ -438,61 +448,6 @@ func jsonLevel[S ~string | ~[]byte](s S) (Level, bool) {
 func skipWS[S ~string | ~[]byte](s S, i int) int {
 	for i < len(s) && isSpace(s[i]) {
 		i++
-	}
-	return i
-}
-
-// stringEnd returns the index just past the closing quote of the JSON
-// string starting at s[i], or -1; esc reports a backslash inside.
-func stringEnd[S ~string | ~[]byte](s S, i int) (end int, esc bool) {
-	for j := i + 1; j < len(s); j++ {
-		switch s[j] {
-		case '"':
-			return j + 1, esc
-		case '\\':
-			esc = true
-			j++
-		}
-	}
-	return -1, esc
-}
-
-// skipJSONValue returns the index just past the JSON value at s[i], or -1.
-// It checks brackets and strings, not the grammar inside containers.
-func skipJSONValue[S ~string | ~[]byte](s S, i int) int {
-	if i >= len(s) {
-		return -1
-	}
-	switch s[i] {
-	case '"':
-		end, _ := stringEnd(s, i)
-		return end
-	case '{', '[':
-		depth := 0
-		for ; i < len(s); i++ {
-			switch s[i] {
-			case '"':
-				end, _ := stringEnd(s, i)
-				if end < 0 {
-					return -1
-				}
-				i = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return -1
-	}
-	start := i
-	for i < len(s) && !isSpace(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']' {
-		i++
-	}
-	if i == start {
-		return -1
 	}
 	return i
 }

@@ -144,7 +144,7 @@ func (p *pqWriter) add(r *Record, raw int) {
 		parquet.ByteArrayValue(p.ver).Level(0, 0, 3),
 		p.optString(r.RequestID, 4),
 		p.optString(r.Level, 5),
-		p.optString(r.Message, 6),
+		p.message(r, 6),
 		p.optString(r.Status, 7),
 		p.optString(r.ErrorType, 8),
 		optDouble(m.DurationMs, 9),
@@ -186,6 +186,15 @@ func (p *pqWriter) optString(s string, col int) parquet.Value {
 		return parquet.NullValue().Level(0, 0, col)
 	}
 	return parquet.ByteArrayValue(p.str(s)).Level(0, 1, col)
+}
+
+// message is the message column: as in AppendRow, a log line's message is
+// an empty string rather than NULL when the line is empty.
+func (p *pqWriter) message(r *Record, col int) parquet.Value {
+	if r.Message == "" && isLine(r.Type) {
+		return parquet.ByteArrayValue(nil).Level(0, 1, col)
+	}
+	return p.optString(r.Message, col)
 }
 
 func (p *pqWriter) optBytes(b []byte, col int) parquet.Value {

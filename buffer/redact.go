@@ -1,18 +1,21 @@
 package buffer
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/bits"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
 	"unsafe"
+
+	"github.com/sluice-logs/sluice/buffer/jsonscan"
 )
 
 // The redaction presets, in the order their rules are listed. Each is a
@@ -27,20 +30,25 @@ import (
 //	        SecretAccessKey or aws_secret_access_key) occurs within the 80
 //	        bytes before it: such words are otherwise indistinguishable from
 //	        hashes and ids, so without that context they are left alone.
+//	        Session tokens: a base64 word of 16 or more characters starting
+//	        with the prefix STS gives them (IQoJb3JpZ2lu, or an older one).
 //	jwt     eyJ<header>.eyJ<payload>.<signature> in base64url.
 //	bearer  the token after "Bearer ", "bearer " or "BEARER ": [A-Za-z0-9-._~+/]+ and '='
 //	        padding, at least 8 characters with a digit or a symbol, or 20.
 //	        The word "Bearer" stays.
-//	email   local@domain.tld, the top-level label being letters only.
+//	email   local@domain.tld or URL-encoded local%40domain.tld, the
+//	        top-level label being letters only or punycode (xn--...); not
+//	        file names such as logo@2x.png or a.min@site.js.
 //	card    13 to 19 digits, plain or in groups of four (or 4-6-5 / 4-6-4)
-//	        separated by single spaces or dashes, as a whole word, starting
-//	        with 2 to 6 (the issuers' ranges) and passing the Luhn check.
-//	        Epoch timestamps (starting with 1), UUIDs and dates never match;
-//	        about one in ten other 13-19 digit ids starting with 2-6 does.
+//	        separated by a space, two spaces or a dash, as a whole word,
+//	        starting with 2 to 6 (the issuers' ranges) and passing the Luhn
+//	        check. Epoch timestamps (starting with 1), UUIDs and dates never
+//	        match; about one in ten other 13-19 digit ids starting with 2-6
+//	        does, except after a word that calls it an id ("order id").
 //	ip      IPv4 dotted quads with octets 0-255 and no leading zeros, as a
-//	        whole word (not 1.2.3.4.5, not v1.2.3.4; a four-part version
-//	        number after a space does match); IPv6 in any form net/netip
-//	        accepts (compressed, IPv4-embedded), as a whole word.
+//	        whole word (not 1.2.3.4.5, not v1.2.3.4, not after "release",
+//	        "version" and the like); IPv6 in any form net/netip accepts
+//	        (compressed, IPv4-embedded), as a whole word.
 const (
 	presetAWS = iota
 	presetJWT
@@ -55,22 +63,30 @@ var presetNames = [numPresets]string{"aws", "jwt", "bearer", "email", "card", "i
 
 // Redactor replaces secrets and personal data in log text with a marker
 // naming the rule that matched, "[REDACTED:<rule>]", and counts the
-// replacements per rule. Rules are the presets by name and user patterns
-// named pattern1, pattern2, ... in the order given.
+// replacements per rule. Rules are the presets by name, "key" for the
+// values of the named keys, user patterns named pattern1, pattern2, ... in
+// the order given, and "undecodable" for text that could not be decoded to
+// be looked at, which is masked whole.
 //
 // A Redactor keeps scratch space and counters: it is owned by one goroutine.
 // A nil *Redactor redacts nothing.
 type Redactor struct {
-	rules    []string // presets in use, then patterns
+	rules    []string // presets in use, then "key", then patterns, then "undecodable"
 	need     feature  // the features the presets in use look for
 	presetOf [numPresets]int
+	keys     map[string]bool // normalized key names; nil when the key rule is off
+	keyEnds  [256]uint8      // bit 0: a key starts with the byte (either case), bit 1: ends with it
+	keyRule  int             // rule index of "key", or -1
 	patterns []*regexp.Regexp
 	first    int // rule index of the first pattern
+	undec    int // rule index of "undecodable"
 	counts   []int64
 	pending  []int64 // counts of the value being redacted, committed at its end
 	matches  []span
-	scratch  []byte // a decoded JSON string
-	scratch2 []byte // its redacted form
+	scratch  []byte                  // a decoded JSON string
+	scratch2 []byte                  // its redacted form
+	dec      [maxEscapeDepth][]byte  // escaped text decoded, per nesting level
+	pos      [maxEscapeDepth][]int32 // where each decoded byte came from
 }
 
 // span is a match: bytes [start, end) of the text, found by rule.
@@ -82,17 +98,54 @@ type RuleCount struct {
 	Count int64
 }
 
+// RedactSetting says which part of a Redactor's configuration an error is
+// about, so that the caller can name the setting it came from.
+type RedactSetting int
+
+// The parts of a Redactor's configuration.
+const (
+	SettingPresets RedactSetting = iota
+	SettingPatterns
+	SettingKeys
+)
+
+// RedactError is one problem NewRedactor found.
+type RedactError struct {
+	Setting RedactSetting
+	Err     error
+}
+
+func (e *RedactError) Error() string { return e.Err.Error() }
+func (e *RedactError) Unwrap() error { return e.Err }
+
+// DefaultRedactKeys returns the key names whose values are redacted when
+// the user names none: passwords, secrets, tokens, API keys, credentials
+// headers and cookies.
+func DefaultRedactKeys() []string {
+	return []string{
+		"password", "passwd", "pwd", "secret", "client_secret", "private_key",
+		"api_key", "apikey", "x-api-key",
+		"token", "access_token", "refresh_token", "id_token", "auth_token", "session_token",
+		"aws_secret_access_key", "aws_session_token", "x-amz-security-token",
+		"authorization", "proxy-authorization", "cookie", "set-cookie",
+	}
+}
+
 // NewRedactor returns a Redactor for the named presets (aws, jwt, bearer,
 // email, card, ip, or all of them with "all"; names are trimmed and
-// case-insensitive, empty ones ignored) and the extra regular expressions
-// in patterns (RE2 syntax, as package regexp). Pattern i (from 1) is the
-// rule "pattern<i>"; a name=regex syntax would be ambiguous with patterns
-// that contain '='. The error names the offending preset or pattern and
-// says what is wrong with it: an unknown preset, a pattern that does not
-// compile or one that matches the empty string. Callers prefix the name of
-// the setting it came from.
-func NewRedactor(presets, patterns []string) (*Redactor, error) {
-	r := &Redactor{}
+// case-insensitive, empty ones ignored), the extra regular expressions in
+// patterns (RE2 syntax, as package regexp) and the key names in keys. Pattern
+// i (from 1) is the rule "pattern<i>"; a name=regex syntax would be
+// ambiguous with patterns that contain '='. A key name matches whatever its
+// case and its '-', '_' and '.' (access_token, accessToken and
+// Access-Token are one name).
+//
+// The error joins one *RedactError per problem: an unknown preset, a pattern
+// that does not compile or matches the empty string, a key that is not a
+// name. It quotes no pattern, as a pattern may hold the secret it is meant
+// to hide; callers prefix the name of the setting it came from.
+func NewRedactor(presets, patterns []string, keys ...string) (*Redactor, error) {
+	r := &Redactor{keyRule: -1}
 	var use [numPresets]bool
 	var errs []error
 	for _, p := range presets {
@@ -108,7 +161,7 @@ func NewRedactor(presets, patterns []string) (*Redactor, error) {
 		}
 		i := indexOf(presetNames[:], name)
 		if i < 0 {
-			errs = append(errs, fmt.Errorf("unknown preset %q (known: %s, all)", p, strings.Join(presetNames[:], ", ")))
+			errs = append(errs, &RedactError{SettingPresets, fmt.Errorf("unknown preset %q (known: %s, all)", p, strings.Join(presetNames[:], ", "))})
 			continue
 		}
 		use[i] = true
@@ -121,15 +174,43 @@ func NewRedactor(presets, patterns []string) (*Redactor, error) {
 			r.rules = append(r.rules, presetNames[i])
 		}
 	}
+	for _, k := range keys {
+		k = strings.TrimSpace(k)
+		if k == "" {
+			continue
+		}
+		if !validKeyName(k) {
+			errs = append(errs, &RedactError{SettingKeys, fmt.Errorf("key %q: want a field name of letters, digits, '_', '-', '.', '@' (at most 64)", k)})
+			continue
+		}
+		if r.keys == nil {
+			r.keys = map[string]bool{}
+			r.keyRule = len(r.rules)
+			r.rules = append(r.rules, "key")
+		}
+		n := normalizeKey(k)
+		r.keys[n] = true
+		for _, c := range [...]byte{n[0], n[0] &^ 0x20} {
+			r.keyEnds[c] |= 1
+		}
+		for _, c := range [...]byte{n[len(n)-1], n[len(n)-1] &^ 0x20} {
+			r.keyEnds[c] |= 2
+		}
+	}
 	r.first = len(r.rules)
 	for i, p := range patterns {
 		re, err := regexp.Compile(p)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("pattern %d %q: %w", i+1, p, err))
+			// The syntax error's code only: its text repeats the pattern.
+			msg := "does not compile"
+			if se := (*syntax.Error)(nil); errors.As(err, &se) {
+				msg = se.Code.String()
+			}
+			errs = append(errs, &RedactError{SettingPatterns, fmt.Errorf("pattern %d: %s", i+1, msg)})
 			continue
 		case re.MatchString(""):
-			errs = append(errs, fmt.Errorf("pattern %d %q: matches the empty string", i+1, p))
+			errs = append(errs, &RedactError{SettingPatterns, fmt.Errorf("pattern %d: matches the empty string", i+1)})
 			continue
 		}
 		r.patterns = append(r.patterns, re)
@@ -138,6 +219,11 @@ func NewRedactor(presets, patterns []string) (*Redactor, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if len(r.rules) == 0 {
+		return r, nil
+	}
+	r.undec = len(r.rules)
+	r.rules = append(r.rules, "undecodable")
 	r.counts = make([]int64, len(r.rules))
 	r.pending = make([]int64, len(r.rules))
 	return r, nil
@@ -157,52 +243,78 @@ func (r *Redactor) Enabled() bool { return r != nil && len(r.rules) > 0 }
 
 // Rules returns the names of r's rules in the order they are counted.
 func (r *Redactor) Rules() []string {
-	if r == nil {
+	if r == nil || len(r.rules) == 0 {
 		return nil
 	}
-	return append([]string(nil), r.rules...)
+	return append([]string(nil), r.rules[:r.undec]...)
 }
 
 // Counts returns the replacements made so far, one entry per rule in
-// Rules order, zero counts included.
+// Rules order, zero counts included, then "undecodable" if anything was
+// masked for not decoding.
 func (r *Redactor) Counts() []RuleCount {
-	if r == nil {
+	if r == nil || len(r.rules) == 0 {
 		return nil
 	}
-	out := make([]RuleCount, len(r.rules))
+	out := make([]RuleCount, 0, len(r.rules))
 	for i, name := range r.rules {
-		out[i] = RuleCount{Rule: name, Count: r.counts[i]}
+		if i < r.undec || r.counts[i] > 0 {
+			out = append(out, RuleCount{Rule: name, Count: r.counts[i]})
+		}
 	}
 	return out
 }
 
 // RedactRecord redacts rec.Message as text and rec.Fields as JSON (see
 // RedactJSON) in place, and reports whether anything was replaced. The old
-// values are not modified, only replaced.
+// values are not modified, only replaced. The message of a sluice.malformed
+// row that holds its body as base64 (the body was not UTF-8) is decoded,
+// redacted and encoded again; if it does not decode, it is masked whole.
 func (r *Redactor) RedactRecord(rec *Record) bool {
 	if !r.Enabled() {
 		return false
 	}
-	m, changedM := r.Redact(rec.Message)
-	rec.Message = m
+	var changedM bool
+	if rec.Type == typeMalformed && bytes.Contains(rec.Fields, []byte(`"encoding":"base64"`)) {
+		changedM = r.redactBase64(rec)
+	} else {
+		rec.Message, changedM = r.Redact(rec.Message)
+	}
 	f, changedF := r.RedactJSON(rec.Fields)
 	rec.Fields = f
 	return changedM || changedF
 }
 
+// typeMalformed is the type of the row that carries a telemetry body that
+// did not parse (telemetry.TypeMalformed, which imports this package).
+const typeMalformed = "sluice.malformed"
+
+func (r *Redactor) redactBase64(rec *Record) bool {
+	raw, err := base64.StdEncoding.DecodeString(rec.Message)
+	if err != nil {
+		rec.Message = string(r.appendMarker(nil, r.undec))
+		r.commit()
+		return true
+	}
+	red, changed := r.Redact(unsafe.String(unsafe.SliceData(raw), len(raw)))
+	if changed {
+		rec.Message = base64.StdEncoding.EncodeToString([]byte(red))
+	}
+	return changed
+}
+
 // Redact returns s with every match replaced by its rule's marker, and
 // whether there was any. Overlapping matches are merged into one marker
 // named by the rule of the earliest match, so no byte of any match
-// survives. It allocates only when it replaces something.
+// survives. Text that holds JSON escapes (a serialized request, a body
+// logged as JSON text) is also looked at decoded, escapes within escapes
+// too, and what matches there is replaced in s: an escape never hides a
+// secret. It allocates only when it replaces something or decodes escapes.
 func (r *Redactor) Redact(s string) (string, bool) {
 	if !r.Enabled() || s == "" {
 		return s, false
 	}
-	f := r.features(s)
-	if f == 0 && len(r.patterns) == 0 {
-		return s, false
-	}
-	m := r.scan(s, "", f)
+	m := r.textSpans(s, "", r.features(s), 0)
 	if len(m) == 0 {
 		return s, false
 	}
@@ -253,15 +365,38 @@ func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
 	// What the whole text cannot contain, no unescaped string in it does;
 	// an escaped one is looked at once decoded.
 	whole := r.features(s)
-	if whole == 0 && len(r.patterns) == 0 && strings.IndexByte(s, '\\') < 0 {
+	if whole == 0 && len(r.patterns) == 0 && strings.IndexByte(s, '\\') < 0 &&
+		(r.keys == nil || len(r.scanKeyText(r.matches[:0], s)) == 0) {
+		// Without escapes, every key is found in the raw text too.
 		return nil, true
 	}
-	last := 0 // s[:last] is in out already
+	last := 0         // s[:last] is in out already
+	maskNext := false // the next value belongs to a key the key rule names
 	for i := 0; i < len(s); {
 		c := s[i]
+		if maskNext && c != ':' && !isSpace(c) {
+			maskNext = false
+			end := -1
+			switch {
+			case c == '"' || c == '{' || c == '[':
+				if end = jsonscan.SkipLoose(s, i); end < 0 {
+					end = len(s) // cut short: mask to the end
+				}
+			case c == '-' || isDigit(c):
+				end = numberEnd(s, i)
+			}
+			if end > i { // true, false and null stay
+				out = append(out, s[last:i]...)
+				out = append(out, '"')
+				out = r.appendMarker(out, r.keyRule)
+				out = append(out, '"')
+				last, i = end, end
+				continue
+			}
+		}
 		switch {
 		case c == '"':
-			end, esc := stringEnd(s, i)
+			end, esc := jsonscan.StringEnd(s, i)
 			closed := end >= 0
 			if !closed {
 				end = len(s) // unterminated: redact to the end all the same
@@ -271,20 +406,27 @@ func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
 				content = s[i+1 : end-1]
 			}
 			ctx := s[max(0, i-secretWindow):i]
+			isKey := closed && r.keys != nil && colonAfter(s, end)
 			if !esc {
-				if m := r.scan(content, ctx, whole); len(m) > 0 {
+				if isKey && r.hasKey(content) {
+					maskNext = true
+				}
+				if m := r.textSpans(content, ctx, whole, 0); len(m) > 0 {
 					out = append(out, s[last:i+1]...)
 					out = r.apply(out, content, m)
 					last = i + 1 + len(content)
 				}
 			} else {
 				var valid bool
-				r.scratch, valid = unquoteJSON(r.scratch[:0], content)
+				r.scratch, valid = jsonscan.AppendUnquoted(r.scratch[:0], content)
 				if !valid {
 					return nil, false
 				}
 				dec := unsafe.String(unsafe.SliceData(r.scratch), len(r.scratch))
-				if m := r.scan(dec, ctx, r.features(dec)|whole&fAWSSecret); len(m) > 0 {
+				if isKey && r.hasKey(dec) {
+					maskNext = true
+				}
+				if m := r.textSpans(dec, ctx, r.features(dec)|whole&fAWSSecret, 0); len(m) > 0 {
 					r.scratch2 = r.apply(r.scratch2[:0], dec, m)
 					out = append(out, s[last:i]...)
 					out = appendString(out, r.scratch2)
@@ -297,10 +439,7 @@ func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
 			}
 			i = end
 		case c == '-' || isDigit(c):
-			j := i + 1
-			for j < len(s) && (isDigit(s[j]) || s[j] == '.' || s[j] == 'e' || s[j] == 'E' || s[j] == '+' || s[j] == '-') {
-				j++
-			}
+			j := numberEnd(s, i)
 			if m := r.scan(s[i:j], "", whole); len(m) > 0 {
 				out = append(out, s[last:i]...)
 				out = append(out, '"')
@@ -327,80 +466,22 @@ func (r *Redactor) redactJSON(s string) (out []byte, ok bool) {
 	return append(out, s[last:]...), true
 }
 
-// unquoteJSON appends the decoded content of a JSON string (without its
-// quotes) to dst. Lone surrogates become U+FFFD, as in encoding/json; ok is
-// false for an invalid escape.
-func unquoteJSON(dst []byte, s string) ([]byte, bool) {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c != '\\' {
-			j := strings.IndexByte(s[i:], '\\')
-			if j < 0 {
-				return append(dst, s[i:]...), true
-			}
-			dst = append(dst, s[i:i+j]...)
-			i += j
-			continue
-		}
-		if i+1 >= len(s) {
-			return dst, false
-		}
-		switch e := s[i+1]; e {
-		case '"', '\\', '/':
-			dst = append(dst, e)
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r1, ok := hex4(s, i+2)
-			if !ok {
-				return dst, false
-			}
-			i += 6
-			if utf16.IsSurrogate(r1) {
-				if r2, ok := hex4(s, i+2); ok && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
-					if d := utf16.DecodeRune(r1, r2); d != utf8.RuneError {
-						dst = utf8.AppendRune(dst, d)
-						i += 6
-						continue
-					}
-				}
-				r1 = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r1)
-			continue
-		default:
-			return dst, false
-		}
-		i += 2
+// numberEnd returns the end of the number-like run at s[i].
+func numberEnd(s string, i int) int {
+	j := i + 1
+	for j < len(s) && (isDigit(s[j]) || s[j] == '.' || s[j] == 'e' || s[j] == 'E' || s[j] == '+' || s[j] == '-') {
+		j++
 	}
-	return dst, true
+	return j
 }
 
-func hex4(s string, i int) (rune, bool) {
-	if i+4 > len(s) {
-		return 0, false
+// colonAfter reports whether the next token after s[:i] is a colon: the
+// string that ends at i is an object key.
+func colonAfter(s string, i int) bool {
+	for i < len(s) && isSpace(s[i]) {
+		i++
 	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		switch {
-		case isDigit(c):
-			c -= '0'
-		case 'a' <= c|0x20 && c|0x20 <= 'f':
-			c = c | 0x20 - 'a' + 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
+	return i < len(s) && s[i] == ':'
 }
 
 // commit adds the pending counts of the value just redacted.
@@ -437,12 +518,20 @@ func (r *Redactor) appendMarker(dst []byte, rule int) []byte {
 // where they overlap. ctx is the text before s, which only the aws secret
 // rule reads. The result lives in r's scratch space until the next scan.
 func (r *Redactor) scan(s, ctx string, f feature) []span {
-	m := r.matches[:0]
+	r.matches = r.collect(r.matches[:0], s, ctx, f)
+	return mergeSpans(r.matches)
+}
+
+// collect appends the matches of every rule in s to m, unsorted.
+func (r *Redactor) collect(m []span, s, ctx string, f feature) []span {
 	if f&fAWSKey != 0 {
 		m = scanAWSKeyID(m, s, r.presetOf[presetAWS])
 	}
 	if f&fAWSSecret != 0 {
 		m = scanAWSSecret(m, s, ctx, r.presetOf[presetAWS])
+	}
+	if f&fAWSToken != 0 {
+		m = scanAWSToken(m, s, r.presetOf[presetAWS])
 	}
 	if f&fJWT != 0 {
 		m = scanJWT(m, s, r.presetOf[presetJWT])
@@ -462,6 +551,9 @@ func (r *Redactor) scan(s, ctx string, f feature) []span {
 	if f&fIPv4 != 0 {
 		m = scanIPv4(m, s, r.presetOf[presetIP])
 	}
+	if r.keys != nil {
+		m = r.scanKeyText(m, s)
+	}
 	for i, re := range r.patterns {
 		for _, loc := range re.FindAllStringIndex(s, -1) {
 			if loc[1] > loc[0] {
@@ -469,8 +561,7 @@ func (r *Redactor) scan(s, ctx string, f feature) []span {
 			}
 		}
 	}
-	r.matches = m
-	return mergeSpans(m)
+	return m
 }
 
 // A feature is a cheap sign that a scanner may match: the scanners run
@@ -486,10 +577,11 @@ const (
 	fCard                          // 13 digits with at most single ' ' or '-' between
 	fIPv4                          // digits and three dots between digits
 	fIPv6                          // ':' between hex digits or colons
+	fAWSToken                      // "IQoJb3JpZ2lu", "FwoGZXIvYXdz" or "FQoGZXIvYXdz"
 )
 
 var presetFeatures = [numPresets]feature{
-	presetAWS:    fAWSKey | fAWSSecret,
+	presetAWS:    fAWSKey | fAWSSecret | fAWSToken,
 	presetJWT:    fJWT,
 	presetBearer: fBearer,
 	presetEmail:  fEmail,
@@ -503,7 +595,7 @@ var presetFeatures = [numPresets]feature{
 func (r *Redactor) features(s string) feature {
 	need := r.need
 	var f feature
-	if need&fEmail != 0 && strings.IndexByte(s, '@') >= 0 {
+	if need&fEmail != 0 && (strings.IndexByte(s, '@') >= 0 || containsVia(s, "%40", 0)) {
 		f |= fEmail
 	}
 	if need&fJWT != 0 && containsVia(s, "eyJ", 2) {
@@ -511,6 +603,9 @@ func (r *Redactor) features(s string) feature {
 	}
 	if need&fAWSKey != 0 && (containsVia(s, "AKIA", 1) || containsVia(s, "ASIA", 1)) {
 		f |= fAWSKey
+	}
+	if need&fAWSToken != 0 && (containsVia(s, "IQoJb3JpZ2lu", 1) || containsVia(s, "GZXIvYXdz", 1)) {
+		f |= fAWSToken
 	}
 	if need&fAWSSecret != 0 && len(s) >= 40 && hasSecretWord(s) {
 		f |= fAWSSecret
@@ -545,7 +640,7 @@ func containsVia(s, needle string, k int) bool {
 // bytes at a time, stopping once all of want are found. The signs are
 // necessary conditions, cheap to test word-wide:
 //
-//	fCard  a run of 13 or more digits and single ' ' or '-' between digits;
+//	fCard  a run of 13 or more digits and ' ', '-' or "  " between digits;
 //	fIPv4  three digit-dot-digit places within 16 bytes;
 //	fIPv6  a ':' between two hex digits or colons.
 func numericFeatures(s string, want feature) feature {
@@ -565,12 +660,18 @@ func numericFeatures(s string, want feature) feature {
 			w = load64(b[:], 0)
 		}
 		// The bytes either side of the word, for the neighbour tests.
-		var before, after byte
+		var before, before2, after, after2 byte
 		if i > 0 {
 			before = s[i-1]
 		}
+		if i > 1 {
+			before2 = s[i-2]
+		}
 		if i+8 < len(s) {
 			after = s[i+8]
+		}
+		if i+9 < len(s) {
+			after2 = s[i+9]
 		}
 		d := digits64(w)
 		colon := eq64(w, ':')
@@ -593,7 +694,14 @@ func numericFeatures(s string, want feature) feature {
 			f |= fIPv4
 		}
 		prevDD = dd
-		card := d | (eq64(w, ' ')|eq64(w, '-'))&dl&dr
+		// A separator has a digit on each side, or, for a double space, a
+		// space and then a digit.
+		sp := eq64(w, ' ')
+		sl := sp<<8 | boolHigh(before == ' ')
+		sr := sp>>8 | boolHigh(after == ' ')<<56
+		dl2 := d<<16 | boolHigh(isDigit(before))<<8 | boolHigh(isDigit(before2))
+		dr2 := d>>16 | boolHigh(isDigit(after))<<48 | boolHigh(isDigit(after2))<<56
+		card := d | (sp|eq64(w, '-'))&dl&dr | sp&(dl|sl&dl2)&(dr|sr&dr2)
 		if card == highs64 {
 			run += 8
 		} else {
@@ -679,7 +787,7 @@ func numericFeaturesSlow(s string, want feature) feature {
 			}
 		case ' ', '-':
 			dots = 0
-			if i+1 == len(s) || !isDigit(s[i+1]) {
+			if cardSep(s, i) == 0 && !(c == ' ' && i > 0 && s[i-1] == ' ' && i+1 < len(s) && isDigit(s[i+1])) {
 				run = 0
 			}
 		default:
@@ -782,6 +890,36 @@ func scanAWSKeyID(m []span, s string, rule int) []span {
 			if allClass(s[start+4:end], cUpperDigit) {
 				m = append(m, span{start, end, rule})
 			}
+		}
+	}
+	return m
+}
+
+// awsTokenPrefixes start the base64 of STS session tokens: the current
+// ones ("IQoJb3JpZ2lu", from "\x21\x0a\x09origin") and older ones.
+var awsTokenPrefixes = [...]string{"IQoJb3JpZ2lu", "FwoGZXIvYXdz", "FQoGZXIvYXdz"}
+
+// scanAWSToken finds session tokens (AWS_SESSION_TOKEN, X-Amz-Security-Token)
+// by their prefix: a base64 word of 16 characters or more that starts with
+// one of awsTokenPrefixes, with its '=' padding.
+func scanAWSToken(m []span, s string, rule int) []span {
+	for _, prefix := range awsTokenPrefixes {
+		for i := 0; ; {
+			j := strings.Index(s[i:], prefix)
+			if j < 0 {
+				break
+			}
+			start := i + j
+			end := runEnd(s, start, cB64)
+			i = end
+			if start > 0 && is(s[start-1], cB64) || end-start < 16 {
+				continue
+			}
+			for end < len(s) && s[end] == '=' {
+				end++
+			}
+			m = append(m, span{start, end, rule})
+			i = end
 		}
 	}
 	return m
@@ -959,13 +1097,21 @@ func hasNonLetter(s string) bool {
 }
 
 func scanEmail(m []span, s string, rule int) []span {
+	m = scanEmailAt(m, s, "@", rule)
+	if strings.Contains(s, "%40") {
+		m = scanEmailAt(m, s, "%40", rule) // URL-encoded: john.doe%40example.com
+	}
+	return m
+}
+
+func scanEmailAt(m []span, s, sep string, rule int) []span {
 	for i := 0; ; {
-		j := strings.IndexByte(s[i:], '@')
+		j := strings.Index(s[i:], sep)
 		if j < 0 {
 			return m
 		}
 		at := i + j
-		i = at + 1
+		i = at + len(sep)
 		start := at
 		for start > 0 && is(s[start-1], cLocal) {
 			start--
@@ -976,14 +1122,14 @@ func scanEmail(m []span, s string, rule int) []span {
 		if start == at {
 			continue
 		}
-		end := at + 1
+		end := at + len(sep)
 		for end < len(s) && (is(s[end], cDomain) || s[end] == '.') {
 			end++
 		}
-		for end > at+1 && (s[end-1] == '.' || s[end-1] == '-') {
+		for end > at+len(sep) && (s[end-1] == '.' || s[end-1] == '-') {
 			end--
 		}
-		if validDomain(s[at+1 : end]) {
+		if validDomain(s[at+len(sep) : end]) {
 			m = append(m, span{start, end, rule})
 			i = end
 		}
@@ -991,7 +1137,10 @@ func scanEmail(m []span, s string, rule int) []span {
 }
 
 // validDomain reports whether d is dot-separated non-empty labels, at least
-// two, the last of two or more letters.
+// two, the last of two or more letters or a punycode label (xn--p1ai). A
+// first label such as "2x" (logo@2x.png, an image scale) or a last one
+// that is a file extension no top-level domain uses makes a file name, not
+// an address.
 func validDomain(d string) bool {
 	dot := strings.LastIndexByte(d, '.')
 	if dot <= 0 || strings.Contains(d, "..") || d[0] == '.' {
@@ -1001,12 +1150,30 @@ func validDomain(d string) bool {
 	if len(tld) < 2 {
 		return false
 	}
+	if len(tld) > 4 && strings.EqualFold(tld[:4], "xn--") {
+		return allClass(tld[4:], cDomain)
+	}
 	for i := range len(tld) {
 		if !isLetter(tld[i]) {
 			return false
 		}
 	}
-	return true
+	if first := d[:strings.IndexByte(d, '.')]; len(first) >= 2 && (first[len(first)-1]|0x20) == 'x' && allDigits(first[:len(first)-1]) {
+		return false
+	}
+	return !isFileExt(tld)
+}
+
+// isFileExt reports whether tld is a file extension that no top-level
+// domain uses (.zip and .mov are domains, so they are not listed).
+func isFileExt(tld string) bool {
+	switch strings.ToLower(tld) {
+	case "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "tif", "tiff", "avif",
+		"css", "js", "mjs", "cjs", "ts", "tsx", "jsx", "map", "json", "txt", "html", "htm", "xml",
+		"pdf", "woff", "woff2", "ttf", "otf", "eot", "wasm", "gz", "zst":
+		return true
+	}
+	return false
 }
 
 // maxCardGroups bounds the digit groups of one run that are tried.
@@ -1032,8 +1199,8 @@ func scanCard(m []span, s string, rule int) []span {
 				ng++
 			}
 			digits += i - gs
-			if i+1 < len(s) && (s[i] == ' ' || s[i] == '-') && isDigit(s[i+1]) {
-				i++
+			if n := cardSep(s, i); n > 0 {
+				i += n
 				continue
 			}
 			break
@@ -1055,7 +1222,7 @@ func scanCard(m []span, s string, rule int) []span {
 				if n < 13 || last == ng-1 && !rightOK || !cardGrouping(groups[first:last+1]) {
 					continue
 				}
-				if cs := s[groups[first].start:groups[last].end]; cs[0] >= '2' && cs[0] <= '6' && luhn(cs) {
+				if cs := s[groups[first].start:groups[last].end]; cs[0] >= '2' && cs[0] <= '6' && luhn(cs) && !notCardContext(s, groups[first].start) {
 					m = append(m, span{groups[first].start, groups[last].end, rule})
 					first = last
 					break
@@ -1064,6 +1231,71 @@ func scanCard(m []span, s string, rule int) []span {
 		}
 	}
 	return m
+}
+
+// cardSep returns the length of the separator between two digit groups at
+// s[i]: a dash, or one or two spaces, followed by a digit; 0 for none.
+func cardSep(s string, i int) int {
+	switch {
+	case i+1 >= len(s):
+	case (s[i] == ' ' || s[i] == '-') && isDigit(s[i+1]):
+		return 1
+	case s[i] == ' ' && s[i+1] == ' ' && i+2 < len(s) && isDigit(s[i+2]):
+		return 2
+	}
+	return 0
+}
+
+// notCardContext reports whether the one or two words before s[at] say that
+// the number there is an id ("order id 5105105105105100"), unless one of
+// them says it is a card.
+func notCardContext(s string, at int) bool {
+	id := false
+	for range 2 {
+		var word string
+		if word, at = wordBefore(s, at); word == "" {
+			break
+		}
+		switch normalizeWord(word) {
+		case "card", "cc", "pan", "cardnumber", "creditcard", "ccnumber", "cardno":
+			return false
+		case "order", "orderid", "id", "invoice", "ref", "reference", "tracking", "txn", "transaction",
+			"trace", "traceid", "request", "requestid", "shipment", "sku", "ticket":
+			id = true
+		}
+	}
+	return id
+}
+
+// wordBefore returns the word of letters and '_' that ends before s[at],
+// separated from it by spaces and punctuation such as ':', '=', '#', quotes,
+// and where it starts.
+func wordBefore(s string, at int) (string, int) {
+	e := at
+	for e > 0 && at-e < 4 && strings.IndexByte(" \t:=#\"'", s[e-1]) >= 0 {
+		e--
+	}
+	b := e
+	for b > 0 && e-b < 32 && (isLetter(s[b-1]) || s[b-1] == '_') {
+		b--
+	}
+	if b == e || b > 0 && wordChar(s[b-1]) {
+		return "", at
+	}
+	return s[b:e], b
+}
+
+// normalizeWord lower-cases w and drops '_', for the context word lists.
+func normalizeWord(w string) string {
+	var buf [32]byte
+	n := 0
+	for i := range len(w) {
+		if c := w[i]; c != '_' && n < len(buf) {
+			buf[n] = c | 0x20
+			n++
+		}
+	}
+	return string(buf[:n])
 }
 
 // cardGrouping accepts one run of digits, or the groupings cards are
@@ -1121,7 +1353,7 @@ func scanIPv4(m []span, s string, rule int) []span {
 			continue
 		}
 		end, ok := parseIPv4(s, start)
-		if ok && (end == len(s) || !(wordChar(s[end]) || s[end] == '.' && end+1 < len(s) && isDigit(s[end+1]))) {
+		if ok && (end == len(s) || !(wordChar(s[end]) || s[end] == '.' && end+1 < len(s) && isDigit(s[end+1]))) && !versionContext(s, start) {
 			m = append(m, span{start, end, rule})
 			i = end
 			continue
@@ -1131,6 +1363,18 @@ func scanIPv4(m []span, s string, rule int) []span {
 		}
 	}
 	return m
+}
+
+// versionContext reports whether the word before s[at] names a version
+// ("release 2.1.0.7"), so that the dotted quad there is not an address.
+func versionContext(s string, at int) bool {
+	word, _ := wordBefore(s, at)
+	switch normalizeWord(word) {
+	case "release", "version", "ver", "build", "rev", "revision", "firmware", "patch",
+		"update", "upgrade", "kernel", "sdk", "runtime", "agent", "v":
+		return true
+	}
+	return false
 }
 
 // parseIPv4 reads a dotted quad at s[i:] and returns its end.

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluice-logs/sluice/buffer"
 	"github.com/sluice-logs/sluice/sinks"
@@ -123,7 +126,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	var errs []error
 	bad := func(name, val, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s=%q: %s", name, val, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s=%s: %s", name, quoteValue(name, val), fmt.Sprintf(format, args...)))
 	}
 
 	if v := getenv("SLUICE_SINK"); v == "" {
@@ -153,8 +156,8 @@ func Load(getenv func(string) string) (Config, error) {
 	size("SLUICE_SPILL_MAX_BYTES", &c.SpillMaxBytes, 0, 10<<30)
 
 	if v := getenv("SLUICE_SPILL_DIR"); v != "" {
-		if !strings.HasPrefix(v, "/") {
-			bad("SLUICE_SPILL_DIR", v, "want an absolute directory (Lambda can write only under /tmp)")
+		if err := checkSpillDir(v, getenv("TMPDIR")); err != nil {
+			bad("SLUICE_SPILL_DIR", v, "%v", err)
 		} else {
 			c.SpillDir = v
 		}
@@ -173,6 +176,12 @@ func Load(getenv func(string) string) (Config, error) {
 	if memOK && c.BufferMaxBytes > c.MemoryLimitMB<<20/2 {
 		errs = append(errs, fmt.Errorf("SLUICE_BUFFER_MAX_BYTES=%s is more than half of SLUICE_MEMORY_LIMIT_MB=%d: raise the limit or lower the buffer",
 			formatSize(c.BufferMaxBytes), c.MemoryLimitMB))
+	}
+	// The open batch is in memory too: compressed as it grows for NDJSON,
+	// as rows for Parquet, and a record larger than the batch whole.
+	if memOK && c.BatchMaxBytes > c.MemoryLimitMB<<20/2 {
+		errs = append(errs, fmt.Errorf("SLUICE_BATCH_MAX_BYTES=%s is more than half of SLUICE_MEMORY_LIMIT_MB=%d: raise the limit or lower the batch size",
+			formatSize(c.BatchMaxBytes), c.MemoryLimitMB))
 	}
 
 	if v := getenv("SLUICE_BATCH_MAX_AGE"); v != "" {
@@ -272,35 +281,7 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 
-	var presets, patterns []string
-	if v := getenv("SLUICE_REDACT"); v != "" {
-		for p := range strings.SplitSeq(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				presets = append(presets, strings.ToLower(p))
-			}
-		}
-	}
-	if v := getenv("SLUICE_REDACT_PATTERNS"); v != "" {
-		if strings.HasPrefix(strings.TrimSpace(v), "[") {
-			if err := json.Unmarshal([]byte(v), &patterns); err != nil {
-				bad("SLUICE_REDACT_PATTERNS", v, "want a JSON array of regular expressions, or one expression")
-			}
-		} else {
-			patterns = []string{v}
-		}
-	}
-	if len(presets)+len(patterns) > 0 {
-		red, err := buffer.NewRedactor(presets, patterns)
-		if err != nil {
-			name, val := "SLUICE_REDACT", getenv("SLUICE_REDACT")
-			if len(patterns) > 0 && !strings.Contains(err.Error(), "preset") {
-				name, val = "SLUICE_REDACT_PATTERNS", getenv("SLUICE_REDACT_PATTERNS")
-			}
-			bad(name, val, "%v", err)
-		} else {
-			c.Redactor = red
-		}
-	}
+	c.Redactor = loadRedactor(getenv, bad)
 
 	if f, err := buffer.ParseFormat(getenv("SLUICE_FORMAT"), getenv("SLUICE_COMPRESSION")); err != nil {
 		errs = append(errs, fmt.Errorf("SLUICE_FORMAT=%q SLUICE_COMPRESSION=%q: %w", getenv("SLUICE_FORMAT"), getenv("SLUICE_COMPRESSION"), err))
@@ -325,6 +306,9 @@ func Load(getenv func(string) string) (Config, error) {
 		bad("SLUICE_S3_EXPECTED_BUCKET_OWNER", v, "want a 12-digit AWS account id")
 	}
 	c.S3KMSKeyID = getenv("SLUICE_S3_KMS_KEY_ID")
+	if v := c.S3KMSKeyID; v != "" && !validKMSKey(v) {
+		bad("SLUICE_S3_KMS_KEY_ID", v, "want a KMS key id, key ARN, alias name (alias/NAME) or alias ARN")
+	}
 	if (c.S3BucketOwner != "" || c.S3KMSKeyID != "") && c.Sink.Scheme != "s3" {
 		errs = append(errs, errors.New("SLUICE_S3_EXPECTED_BUCKET_OWNER and SLUICE_S3_KMS_KEY_ID apply only to an s3:// SLUICE_SINK"))
 	}
@@ -352,7 +336,7 @@ func (c *Config) parseSinks(v, secretARN string) []error {
 		if strings.HasPrefix(part, "https://") || strings.HasPrefix(part, "http://") {
 			t, err := sinks.ParseOpenSearchURL(part)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("SLUICE_SINK=%q: %w", quoteSafe(part), err))
+				errs = append(errs, fmt.Errorf("SLUICE_SINK=%s: %w", quoteValue("SLUICE_SINK", part), err))
 				continue
 			}
 			if secretARN != "" && t.Auth == sinks.AuthSigV4 && !t.Serverless() {
@@ -364,27 +348,17 @@ func (c *Config) parseSinks(v, secretARN string) []error {
 		s, err := parseSink(part)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("SLUICE_SINK=%q: %w", quoteSafe(part), err))
+			errs = append(errs, fmt.Errorf("SLUICE_SINK=%s: %w", quoteValue("SLUICE_SINK", part), err))
 		case c.Sink.Scheme != "":
-			errs = append(errs, fmt.Errorf("SLUICE_SINK=%q: more than one archive (s3:// or file://); want at most one, plus OpenSearch endpoints", v))
+			errs = append(errs, fmt.Errorf("SLUICE_SINK=%s: more than one archive (s3:// or file://); want at most one, plus OpenSearch endpoints", quoteValue("SLUICE_SINK", v)))
 		default:
 			c.Sink = s
 		}
 	}
 	if len(errs) == 0 && c.Sink.Scheme == "" && len(c.OpenSearch) == 0 {
-		errs = append(errs, fmt.Errorf("SLUICE_SINK=%q: no sink: want s3://BUCKET/PREFIX, file:///DIR or https://OPENSEARCH/INDEX", v))
+		errs = append(errs, fmt.Errorf("SLUICE_SINK=%s: no sink: want s3://BUCKET/PREFIX, file:///DIR or https://OPENSEARCH/INDEX", quoteValue("SLUICE_SINK", v)))
 	}
 	return errs
-}
-
-// quoteSafe keeps credentials out of error messages: the userinfo of a
-// URL is masked.
-func quoteSafe(v string) string {
-	if u, err := url.Parse(v); err == nil && u.User != nil {
-		u.User = url.User("REDACTED")
-		return u.String()
-	}
-	return v
 }
 
 // SinkNames lists the configured sinks for logs.
@@ -406,7 +380,7 @@ var KnownVars = []string{
 	"SLUICE_S3_EXPECTED_BUCKET_OWNER", "SLUICE_S3_KMS_KEY_ID",
 	"SLUICE_SPILL_DIR", "SLUICE_SPILL_MAX_BYTES", "SLUICE_MEMORY_LIMIT_MB",
 	"SLUICE_SAMPLE_RATE", "SLUICE_KEEP_LEVEL", "SLUICE_MIN_LEVEL", "SLUICE_MAX_LINES_PER_INVOKE",
-	"SLUICE_REDACT", "SLUICE_REDACT_PATTERNS", "SLUICE_PLATFORM",
+	"SLUICE_REDACT", "SLUICE_REDACT_PATTERNS", "SLUICE_REDACT_KEYS", "SLUICE_PLATFORM",
 	"SLUICE_FORMAT", "SLUICE_COMPRESSION",
 }
 
@@ -495,18 +469,27 @@ func parseSink(v string) (Sink, error) {
 	if err != nil {
 		return Sink{}, errors.New("not a URL: want s3://BUCKET/PREFIX or file:///DIR")
 	}
+	if u.User != nil {
+		return Sink{}, errors.New("credentials in the URL are refused: sluice writes with the function's role, remove them")
+	}
 	switch u.Scheme {
 	case "s3":
 		if u.Host == "" {
 			return Sink{}, errors.New("no bucket: want s3://BUCKET/PREFIX")
 		}
-		if !validBucket(u.Host) {
-			return Sink{}, fmt.Errorf("bucket %q is not a valid S3 bucket name", u.Host)
+		if err := checkBucket(u.Host); err != nil {
+			return Sink{}, fmt.Errorf("bucket %q %v", u.Host, err)
 		}
-		if u.RawQuery != "" || u.Fragment != "" {
+		if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 			return Sink{}, errors.New("query and fragment are not allowed")
 		}
-		return Sink{Scheme: "s3", Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}, nil
+		// The prefix as written: u.Path has its escapes decoded.
+		raw := strings.TrimPrefix(v, "s3://"+u.Host)
+		prefix := strings.Trim(raw, "/")
+		if err := checkPrefix(prefix); err != nil {
+			return Sink{}, err
+		}
+		return Sink{Scheme: "s3", Bucket: u.Host, Prefix: prefix}, nil
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
 			return Sink{}, errors.New("want file:///ABSOLUTE/DIR (three slashes)")
@@ -520,19 +503,275 @@ func parseSink(v string) (Sink, error) {
 	}
 }
 
-// validBucket checks the S3 naming rules that a typo is likely to break.
-func validBucket(b string) bool {
+// maxPrefixBytes leaves room in S3's 1,024-byte key limit for what sluice
+// appends to the prefix: /function=NAME (64 characters at most)/dt=.../
+// hour=../<start>-<env>-<seq>.json.zst, under 200 bytes.
+const maxPrefixBytes = 1024 - 200
+
+// checkPrefix holds an S3 prefix to what the archive's readers need: S3's
+// safe characters (no space, no percent-escape, nothing a URL or a shell
+// reads otherwise), no empty, "." or ".." segment, no segment that
+// sluice's own partitions would be confused with, and room for the key.
+func checkPrefix(p string) error {
+	if len(p) > maxPrefixBytes {
+		return fmt.Errorf("prefix of %d bytes: S3 keys are at most 1024 bytes and sluice needs up to 200 of them, want at most %d", len(p), maxPrefixBytes)
+	}
+	if p == "" {
+		return nil
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!-_.*'()=/", c) >= 0) {
+			return fmt.Errorf("prefix holds %q: want letters, digits and ! - _ . * ' ( ) = /", c)
+		}
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		switch {
+		case seg == "":
+			return errors.New("prefix has an empty segment (//)")
+		case seg == "." || seg == "..":
+			return fmt.Errorf("prefix has a %q segment", seg)
+		}
+		for _, part := range []string{"function=", "dt=", "hour="} {
+			if strings.HasPrefix(seg, part) {
+				return fmt.Errorf("prefix has a %q segment, which readers would take for one of sluice's partitions", part)
+			}
+		}
+	}
+	return nil
+}
+
+// checkBucket applies S3's bucket naming rules for general purpose buckets.
+func checkBucket(b string) error {
 	if len(b) < 3 || len(b) > 63 {
-		return false
+		return errors.New("is not 3 to 63 characters long")
 	}
 	for i := 0; i < len(b); i++ {
 		c := b[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
+			return errors.New("is not a valid S3 bucket name: want lower-case letters, digits, '-' and '.'")
 		}
 	}
 	first, last := b[0], b[len(b)-1]
-	return first != '-' && first != '.' && last != '-' && last != '.'
+	switch {
+	case first == '-' || first == '.' || last == '-' || last == '.':
+		return errors.New("is not a valid S3 bucket name: it must start and end with a letter or digit")
+	case strings.Contains(b, ".."):
+		return errors.New("is not a valid S3 bucket name: two periods in a row")
+	case isIPv4(b):
+		return errors.New("is not a valid S3 bucket name: it has the form of an IP address")
+	}
+	for _, p := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
+		if strings.HasPrefix(b, p) {
+			return fmt.Errorf("is not a valid S3 bucket name: the prefix %q is reserved", p)
+		}
+	}
+	for _, sfx := range []string{"-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"} {
+		if strings.HasSuffix(b, sfx) {
+			return fmt.Errorf("is not a valid S3 bucket name: the suffix %q is reserved", sfx)
+		}
+	}
+	return nil
+}
+
+func isIPv4(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Is4()
+}
+
+// validKMSKey accepts the forms S3 takes for SSE-KMS: a key id (a UUID, or
+// mrk- and 32 hex digits for a multi-Region key), a key ARN, an alias name
+// (alias/NAME) or an alias ARN.
+func validKMSKey(v string) bool {
+	if rest, ok := strings.CutPrefix(v, "arn:"); ok {
+		parts := strings.SplitN(rest, ":", 5) // partition, service, region, account, resource
+		if len(parts) != 5 || !isPartition(parts[0]) || parts[1] != "kms" || !isRegion(parts[2]) || !isAccountID(parts[3]) {
+			return false
+		}
+		if id, ok := strings.CutPrefix(parts[4], "key/"); ok {
+			return isKeyID(id)
+		}
+		return isAlias(parts[4])
+	}
+	return isKeyID(v) || isAlias(v)
+}
+
+func isKeyID(s string) bool {
+	if hex, ok := strings.CutPrefix(s, "mrk-"); ok {
+		return len(hex) == 32 && allOf(hex, "0123456789abcdef")
+	}
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if s[i] != '-' {
+				return false
+			}
+		} else if !strings.ContainsRune("0123456789abcdefABCDEF", rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// isAlias accepts alias/NAME with NAME of 1 to 250 letters, digits, '/',
+// '_' and '-' (alias/aws/s3, the AWS managed key, included).
+func isAlias(s string) bool {
+	name, ok := strings.CutPrefix(s, "alias/")
+	return ok && len(name) >= 1 && len(name) <= 250 &&
+		allOf(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-")
+}
+
+func isPartition(s string) bool {
+	return s == "aws" || strings.HasPrefix(s, "aws-") && allOf(s, "abcdefghijklmnopqrstuvwxyz-")
+}
+
+func isRegion(s string) bool {
+	return len(s) >= 6 && allOf(s, "abcdefghijklmnopqrstuvwxyz0123456789-")
+}
+
+func allOf(s, set string) bool {
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(set, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSpillDir wants a directory of sluice's own under /tmp (or under
+// $TMPDIR, where tests and local runs put theirs): sluice deletes the
+// temporary files it finds there and adopts (uploads, then deletes) the
+// files named like its batches, so it must not share one with the function
+// or be /tmp itself. The name starting with "sluice" is how a setting says
+// the directory is sluice's.
+func checkSpillDir(v, tmpdir string) error {
+	clean := path.Clean(v)
+	under := func(root string) bool {
+		root = path.Clean(root)
+		return strings.HasPrefix(root, "/") && root != "/" && strings.HasPrefix(clean, root+"/")
+	}
+	switch {
+	case !strings.HasPrefix(v, "/"):
+		return errors.New("want an absolute directory under /tmp (Lambda can write only there)")
+	case !under("/tmp") && (tmpdir == "" || !under(tmpdir)):
+		return errors.New("want a directory of sluice's own under /tmp, such as /tmp/sluice-spill: sluice deletes and adopts files there")
+	case clean != strings.TrimSuffix(v, "/") || strings.Contains(v, "//"):
+		return fmt.Errorf("want a clean path, such as %q", clean)
+	case !strings.HasPrefix(path.Base(clean), "sluice"):
+		return errors.New("want a directory of sluice's own, its name starting with \"sluice\" (such as /tmp/sluice-spill): sluice deletes and adopts files there")
+	}
+	return nil
+}
+
+// maxQuoted is the longest value an error quotes whole; a longer one may be
+// a secret pasted by mistake, and the error goes to CloudWatch.
+const maxQuoted = 32
+
+// quoteValue quotes v for an error message without what may be secret:
+// the user information of a URL is masked, a long value is cut to half of
+// maxQuoted, and a pattern list (which can hold the very secret it is meant
+// to hide) is cut past 16 bytes, to 8.
+func quoteValue(name, v string) string {
+	if i := strings.Index(v, "://"); i >= 0 {
+		rest := v[i+3:]
+		host := rest
+		if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+			host = rest[:j]
+		}
+		if at := strings.LastIndexByte(host, '@'); at >= 0 {
+			v = v[:i+3] + "***" + rest[at:]
+		}
+	}
+	limit := maxQuoted
+	if name == "SLUICE_REDACT_PATTERNS" {
+		limit = 16
+	}
+	if len(v) <= limit {
+		return strconv.Quote(v)
+	}
+	cut := v[:limit/2]
+	for !utf8.ValidString(cut) {
+		cut = cut[:len(cut)-1]
+	}
+	return fmt.Sprintf("%q (%d bytes)", cut+"...", len(v))
+}
+
+// loadRedactor reads SLUICE_REDACT, SLUICE_REDACT_PATTERNS and
+// SLUICE_REDACT_KEYS, reporting each problem under its own variable. The
+// default key list applies when SLUICE_REDACT_KEYS is unset and a preset or
+// pattern is set: redaction that is off stays off.
+func loadRedactor(getenv func(string) string, bad func(name, val, format string, args ...any)) *buffer.Redactor {
+	var presets, patterns, keys []string
+	if v := getenv("SLUICE_REDACT"); v != "" {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				presets = append(presets, strings.ToLower(p))
+			}
+		}
+	}
+	patternsOK := true
+	if v := getenv("SLUICE_REDACT_PATTERNS"); v != "" {
+		t := strings.TrimSpace(v)
+		switch {
+		case strings.HasPrefix(t, "[") && json.Unmarshal([]byte(t), &patterns) == nil:
+		case strings.HasPrefix(t, `["`):
+			bad("SLUICE_REDACT_PATTERNS", v, "want a JSON array of regular expressions, or one expression")
+			patternsOK = false
+		default:
+			// One expression, which may start with a character class.
+			patterns = []string{v}
+		}
+	}
+	switch v := getenv("SLUICE_REDACT_KEYS"); {
+	case strings.EqualFold(strings.TrimSpace(v), "none"):
+	case v == "":
+		if len(presets)+len(patterns) > 0 {
+			keys = buffer.DefaultRedactKeys()
+		}
+	default:
+		for k := range strings.SplitSeq(v, ",") {
+			if k = strings.TrimSpace(k); strings.EqualFold(k, "default") {
+				keys = append(keys, buffer.DefaultRedactKeys()...)
+			} else if k != "" {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(presets)+len(patterns)+len(keys) == 0 || !patternsOK {
+		return nil
+	}
+	red, err := buffer.NewRedactor(presets, patterns, keys...)
+	if err == nil {
+		return red
+	}
+	byVar := map[string][]string{}
+	var each []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		each = j.Unwrap()
+	} else {
+		each = []error{err}
+	}
+	for _, e := range each {
+		name := "SLUICE_REDACT"
+		var re *buffer.RedactError
+		if errors.As(e, &re) {
+			switch re.Setting {
+			case buffer.SettingPatterns:
+				name = "SLUICE_REDACT_PATTERNS"
+			case buffer.SettingKeys:
+				name = "SLUICE_REDACT_KEYS"
+			}
+		}
+		byVar[name] = append(byVar[name], e.Error())
+	}
+	for _, name := range []string{"SLUICE_REDACT", "SLUICE_REDACT_PATTERNS", "SLUICE_REDACT_KEYS"} {
+		if msgs := byVar[name]; len(msgs) > 0 {
+			bad(name, getenv(name), "%s", strings.Join(msgs, "; "))
+		}
+	}
+	return nil
 }
 
 func isAccountID(v string) bool {

@@ -53,7 +53,7 @@ func TestLoadValues(t *testing.T) {
 		"SLUICE_LOG_LEVEL":                "debug",
 		"SLUICE_S3_EXPECTED_BUCKET_OWNER": "123456789012",
 		"SLUICE_S3_KMS_KEY_ID":            "alias/logs",
-		"SLUICE_SPILL_DIR":                "/tmp/x",
+		"SLUICE_SPILL_DIR":                "/tmp/sluice-x",
 		"SLUICE_SPILL_MAX_BYTES":          "0",
 		"SLUICE_MEMORY_LIMIT_MB":          "96",
 	}))
@@ -72,7 +72,7 @@ func TestLoadValues(t *testing.T) {
 		LogLevel:       slog.LevelDebug,
 		S3BucketOwner:  "123456789012",
 		S3KMSKeyID:     "alias/logs",
-		SpillDir:       "/tmp/x",
+		SpillDir:       "/tmp/sluice-x",
 		SpillMaxBytes:  0,
 		MemoryLimitMB:  96,
 		Policy:         buffer.DefaultPolicy(),

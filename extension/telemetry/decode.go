@@ -9,6 +9,32 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluice-logs/sluice/buffer"
+	"github.com/sluice-logs/sluice/buffer/jsonscan"
+)
+
+// EventType names the type of a telemetry event: the types Lambda sends,
+// and EventUnknown. buffer.Record.Type stays a plain string, since the run
+// loop's files compare and prefix-match it as one.
+type EventType string
+
+// The event types Lambda sends (telemetry-schema-reference), and the row
+// type of an event that claimed a type reserved for sluice's own rows.
+const (
+	EventFunction              EventType = "function"
+	EventExtension             EventType = "extension"
+	EventInitStart             EventType = "platform.initStart"
+	EventInitRuntimeDone       EventType = "platform.initRuntimeDone"
+	EventInitReport            EventType = "platform.initReport"
+	EventStart                 EventType = "platform.start"
+	EventRuntimeDone           EventType = "platform.runtimeDone"
+	EventReport                EventType = "platform.report"
+	EventRestoreStart          EventType = "platform.restoreStart"
+	EventRestoreRuntimeDone    EventType = "platform.restoreRuntimeDone"
+	EventRestoreReport         EventType = "platform.restoreReport"
+	EventTelemetrySubscription EventType = "platform.telemetrySubscription"
+	EventLogsDropped           EventType = "platform.logsDropped"
+	EventPlatformExtension     EventType = "platform.extension"
+	EventUnknown               EventType = "unknown"
 )
 
 // TypeMalformed is the Type of the record that carries a POST body that is
@@ -19,20 +45,20 @@ const TypeMalformed = "sluice.malformed"
 // scratch space between calls, so reuse one per goroutine; the zero value is
 // ready to use. Records never point into the body: the caller may reuse it.
 type Decoder struct {
-	stack   []byte   // open containers while scanning
-	members []member // members of the record being decoded
-	metrics []member // members of a platform record's metrics
-	lastReq string   // the previous request id: consecutive records share it
-	text    []byte   // unescaped string text before it becomes a string
+	stack   []byte            // open containers while scanning
+	members []jsonscan.Member // members of the record being decoded
+	metrics []jsonscan.Member // members of a platform record's metrics
+	lastReq string            // the previous request id: consecutive records share it
+	text    []byte            // unescaped string text before it becomes a string
 }
 
 // str is unquote with the decoder's scratch space, so that a string with
 // escapes (most text log lines end in \n) costs one allocation, not two.
-func (d *Decoder) str(raw []byte, fl uint8) string {
-	if fl&flagEscape == 0 || len(raw) < 2 {
-		return unquote(raw, fl)
+func (d *Decoder) str(raw []byte, fl jsonscan.Flags) string {
+	if fl&jsonscan.Escape == 0 || len(raw) < 2 {
+		return jsonscan.Unquote(raw, fl)
 	}
-	d.text = appendUnquoted(d.text[:0], raw[1:len(raw)-1])
+	d.text, _ = jsonscan.AppendUnquoted(d.text[:0], raw[1:len(raw)-1])
 	s := string(d.text)
 	if cap(d.text) > 64<<10 {
 		d.text = nil // do not keep one huge line's buffer for good
@@ -70,6 +96,13 @@ func NewDecoder() *Decoder { return new(Decoder) }
 // unexpected shape is kept whole in Fields rather than rejected. Of
 // duplicate keys the last one counts, as in encoding/json. Keys of an event
 // other than time, type and record are ignored (Lambda sends none).
+//
+// What a POST cannot do: make a row of a type sluice writes itself (an
+// event whose type starts with "sluice." becomes an EventUnknown row that
+// keeps the type and record in Fields), or give a row a time before 2000 or
+// more than a day after now (the row gets now and keeps the time it was
+// given in Fields as original_time), which would land in a partition no
+// reader finds.
 func (d *Decoder) Decode(body []byte, now time.Time) (recs []buffer.Record, malformed bool) {
 	recs, ok := d.decode(body, now)
 	d.trim()
@@ -94,47 +127,47 @@ func malformedRecord(body []byte, now time.Time) buffer.Record {
 	return r
 }
 
-// rawEvent holds the spans of one event's values; an empty span is absent.
+// rawEvent holds the spans of one event's values; an empty jsonscan.Span is absent.
 type rawEvent struct {
-	typ, time, rec       span
-	typFl, timeFl, recFl uint8
+	typ, time, rec       jsonscan.Span
+	typFl, timeFl, recFl jsonscan.Flags
 }
 
 func (d *Decoder) decode(body []byte, now time.Time) ([]buffer.Record, bool) {
-	i := skipSpace(body, 0)
-	if at(body, i) != '[' {
+	i := jsonscan.SkipSpace(body, 0)
+	if jsonscan.At(body, i) != '[' {
 		return nil, false
 	}
-	i = skipSpace(body, i+1)
+	i = jsonscan.SkipSpace(body, i+1)
 	var recs []buffer.Record
-	if at(body, i) == ']' {
-		return recs, skipSpace(body, i+1) == len(body)
+	if jsonscan.At(body, i) == ']' {
+		return recs, jsonscan.SkipSpace(body, i+1) == len(body)
 	}
 	recs = make([]buffer.Record, 0, estimateEvents(body))
 	for {
-		if at(body, i) != '{' {
+		if jsonscan.At(body, i) != '{' {
 			return nil, false
 		}
 		var ev rawEvent
-		i = skipSpace(body, i+1)
-		if at(body, i) != '}' {
+		i = jsonscan.SkipSpace(body, i+1)
+		if jsonscan.At(body, i) != '}' {
 			for {
-				if at(body, i) != '"' {
+				if jsonscan.At(body, i) != '"' {
 					return nil, false
 				}
-				k, kfl, ok := skipString(body, i)
+				k, kfl, ok := jsonscan.SkipString(body, i)
 				if !ok {
 					return nil, false
 				}
 				key := body[i:k]
-				i = skipSpace(body, k)
-				if at(body, i) != ':' {
+				i = jsonscan.SkipSpace(body, k)
+				if jsonscan.At(body, i) != ':' {
 					return nil, false
 				}
-				i = skipSpace(body, i+1)
-				v := span{start: i}
-				var vfl uint8
-				if v.end, vfl, ok, d.stack = skipValue(body, i, 2, d.stack); !ok {
+				i = jsonscan.SkipSpace(body, i+1)
+				v := jsonscan.Span{Start: i}
+				var vfl jsonscan.Flags
+				if v.End, vfl, ok, d.stack = jsonscan.SkipValue(body, i, 2, d.stack); !ok {
 					return nil, false
 				}
 				switch kindOf(key, kfl) {
@@ -145,18 +178,18 @@ func (d *Decoder) decode(body []byte, now time.Time) ([]buffer.Record, bool) {
 				case kRecord:
 					ev.rec, ev.recFl = v, vfl
 				}
-				i = skipSpace(body, v.end)
-				if at(body, i) == ',' {
-					i = skipSpace(body, i+1)
+				i = jsonscan.SkipSpace(body, v.End)
+				if jsonscan.At(body, i) == ',' {
+					i = jsonscan.SkipSpace(body, i+1)
 					continue
 				}
-				if at(body, i) != '}' {
+				if jsonscan.At(body, i) != '}' {
 					return nil, false
 				}
 				break
 			}
 		}
-		i = skipSpace(body, i+1)
+		i = jsonscan.SkipSpace(body, i+1)
 		rec, ok := d.event(body, &ev, now)
 		if !ok {
 			return nil, false
@@ -169,11 +202,11 @@ func (d *Decoder) decode(body []byte, now time.Time) ([]buffer.Record, bool) {
 			recs = grown
 		}
 		recs = append(recs, rec)
-		switch at(body, i) {
+		switch jsonscan.At(body, i) {
 		case ',':
-			i = skipSpace(body, i+1)
+			i = jsonscan.SkipSpace(body, i+1)
 		case ']':
-			return recs, skipSpace(body, i+1) == len(body)
+			return recs, jsonscan.SkipSpace(body, i+1) == len(body)
 		default:
 			return nil, false
 		}
@@ -212,12 +245,12 @@ const (
 	nKinds
 )
 
-func kindOf(rawKey []byte, fl uint8) uint8 {
+func kindOf(rawKey []byte, fl jsonscan.Flags) uint8 {
 	if len(rawKey) < 2 {
 		return kOther
 	}
-	if fl&flagEscape != 0 {
-		return kindOfName(unquote(rawKey, fl))
+	if fl&jsonscan.Escape != 0 {
+		return kindOfName(jsonscan.Unquote(rawKey, fl))
 	}
 	return kindOfName(rawKey[1 : len(rawKey)-1])
 }
@@ -264,93 +297,148 @@ func kindOfName[T string | []byte](name T) uint8 {
 	return kOther
 }
 
-func (s span) of(b []byte) []byte { return b[s.start:s.end] }
-func (s span) absent() bool       { return s.end <= s.start }
-
 // event builds the record of one scanned event.
 func (d *Decoder) event(body []byte, ev *rawEvent, now time.Time) (buffer.Record, bool) {
 	var r buffer.Record
-	if ev.typ.absent() || body[ev.typ.start] != '"' {
+	if ev.typ.Absent() || body[ev.typ.Start] != '"' {
 		return r, false
 	}
-	r.Type = eventType(ev.typ.of(body), ev.typFl)
+	r.Type = eventType(ev.typ.Of(body), ev.typFl)
 	t, timeOK := stringTime(body, ev.time, ev.timeFl)
+	traw := body // where the time's JSON string is
+	tspan := ev.time
 	var rec []byte
-	if !ev.rec.absent() {
-		rec = ev.rec.of(body)
+	if !ev.rec.Absent() {
+		rec = ev.rec.Of(body)
 	}
+	isLog := r.Type == string(EventFunction) || r.Type == string(EventExtension)
 	switch {
+	case strings.HasPrefix(r.Type, reservedPrefix):
+		r.Fields = reservedFields(r.Type, rec, ev.recFl)
+		r.Type = string(EventUnknown)
 	case rec == nil:
-	case (r.Type == "function" || r.Type == "extension") && rec[0] == '"':
+	case isLog && rec[0] == '"':
 		r.Message = d.str(rec, ev.recFl)
-	case (r.Type == "function" || r.Type == "extension") && rec[0] == '{':
+	case isLog && rec[0] == '{':
 		ts, tsFl := d.logRecord(&r, rec, ev.recFl)
 		if !timeOK {
 			t, timeOK = stringTime(rec, ts, tsFl)
+			traw, tspan = rec, ts
 		}
 	case strings.HasPrefix(r.Type, "platform.") && rec[0] == '{':
 		d.platformRecord(&r, rec, ev.recFl)
 	default:
-		r.Fields = appendCompact(make([]byte, 0, len(rec)), rec, ev.recFl)
+		r.Fields = jsonscan.AppendCompact(make([]byte, 0, len(rec)), rec, ev.recFl)
 	}
-	if timeOK {
-		r.Time = t
-	} else {
+	switch {
+	case !timeOK:
 		r.Time = now
+	case t.Unix() < minTimeUnix || t.After(now.Add(maxTimeAhead)):
+		// A partition of year 10000 or -1 breaks every reader, and one
+		// outside the projection's range is never read: the row goes to
+		// the arrival time and keeps the time it claimed.
+		r.Time = now
+		r.Fields = withOriginalTime(r.Fields, tspan.Of(traw))
+	default:
+		r.Time = t
 	}
 	return r, true
 }
 
+// reservedPrefix starts the types of the rows sluice writes itself
+// (sluice.stats, sluice.malformed, sluice.truncated): a POST cannot make
+// one, or it could fake the counters. Such an event is archived as an
+// EventUnknown row whose Fields hold the type it claimed and its record.
+const reservedPrefix = "sluice."
+
+func reservedFields(typ string, rec []byte, fl jsonscan.Flags) json.RawMessage {
+	q, _ := json.Marshal(typ) // a string always marshals
+	out := append([]byte(`{"type":`), q...)
+	if rec != nil {
+		out = append(out, `,"record":`...)
+		out = jsonscan.AppendCompact(out, rec, fl)
+	}
+	return append(out, '}')
+}
+
+// The window of event times taken as they are. Lambda runs since 2014, and
+// a clock more than a day ahead of the arrival time is not Lambda's.
+const (
+	minTimeUnix  = 946684800 // 2000-01-01T00:00:00Z
+	maxTimeAhead = 24 * time.Hour
+)
+
+// withOriginalTime adds the original_time member, the raw JSON string of a
+// time out of the window, first in the object fields; fields of another
+// shape move under "record".
+func withOriginalTime(fields json.RawMessage, raw []byte) json.RawMessage {
+	out := make([]byte, 0, len(fields)+len(raw)+32)
+	out = append(out, `{"original_time":`...)
+	out = append(out, raw...)
+	switch {
+	case len(fields) == 0:
+	case fields[0] == '{' && len(fields) > 2:
+		out = append(out, ',')
+		out = append(out, fields[1:len(fields)-1]...)
+	case fields[0] == '{':
+	default:
+		out = append(out, `,"record":`...)
+		out = append(out, fields...)
+	}
+	return append(out, '}')
+}
+
 // eventType interns the types Lambda sends so that a record costs no
 // allocation for its type.
-func eventType(raw []byte, fl uint8) string {
-	if fl&flagEscape == 0 {
+func eventType(raw []byte, fl jsonscan.Flags) string {
+	if fl&jsonscan.Escape == 0 {
+		// A switch on the converted bytes does not allocate.
 		switch string(raw[1 : len(raw)-1]) {
-		case "function":
-			return "function"
-		case "extension":
-			return "extension"
-		case "platform.initStart":
-			return "platform.initStart"
-		case "platform.initRuntimeDone":
-			return "platform.initRuntimeDone"
-		case "platform.initReport":
-			return "platform.initReport"
-		case "platform.start":
-			return "platform.start"
-		case "platform.runtimeDone":
-			return "platform.runtimeDone"
-		case "platform.report":
-			return "platform.report"
-		case "platform.restoreStart":
-			return "platform.restoreStart"
-		case "platform.restoreRuntimeDone":
-			return "platform.restoreRuntimeDone"
-		case "platform.restoreReport":
-			return "platform.restoreReport"
-		case "platform.telemetrySubscription":
-			return "platform.telemetrySubscription"
-		case "platform.logsDropped":
-			return "platform.logsDropped"
-		case "platform.extension":
-			return "platform.extension"
+		case string(EventFunction):
+			return string(EventFunction)
+		case string(EventExtension):
+			return string(EventExtension)
+		case string(EventInitStart):
+			return string(EventInitStart)
+		case string(EventInitRuntimeDone):
+			return string(EventInitRuntimeDone)
+		case string(EventInitReport):
+			return string(EventInitReport)
+		case string(EventStart):
+			return string(EventStart)
+		case string(EventRuntimeDone):
+			return string(EventRuntimeDone)
+		case string(EventReport):
+			return string(EventReport)
+		case string(EventRestoreStart):
+			return string(EventRestoreStart)
+		case string(EventRestoreRuntimeDone):
+			return string(EventRestoreRuntimeDone)
+		case string(EventRestoreReport):
+			return string(EventRestoreReport)
+		case string(EventTelemetrySubscription):
+			return string(EventTelemetrySubscription)
+		case string(EventLogsDropped):
+			return string(EventLogsDropped)
+		case string(EventPlatformExtension):
+			return string(EventPlatformExtension)
 		}
 	}
-	return unquote(raw, fl)
+	return jsonscan.Unquote(raw, fl)
 }
 
 // stringTime parses the JSON string at s in b as an RFC 3339 time.
-func stringTime(b []byte, s span, fl uint8) (time.Time, bool) {
-	if s.absent() || b[s.start] != '"' || s.end-s.start < 2 {
+func stringTime(b []byte, s jsonscan.Span, fl jsonscan.Flags) (time.Time, bool) {
+	if s.Absent() || b[s.Start] != '"' || s.End-s.Start < 2 {
 		return time.Time{}, false
 	}
-	raw := s.of(b)
-	if fl&(flagEscape|flagHigh) == 0 {
+	raw := s.Of(b)
+	if fl&(jsonscan.Escape|jsonscan.High) == 0 {
 		if t, ok := parseTimeUTC(raw[1 : len(raw)-1]); ok {
 			return t, true
 		}
 	}
-	t, err := time.Parse(time.RFC3339Nano, unquote(raw, fl))
+	t, err := time.Parse(time.RFC3339Nano, jsonscan.Unquote(raw, fl))
 	return t, err == nil
 }
 
@@ -415,106 +503,144 @@ const dropped = 0xff
 // classify sets the kind of each member that is one of wanted and marks
 // all but the last of each such key as dropped. It returns the index of the
 // last member of each kind, or -1.
-func classify(obj []byte, ms []member, wanted ...uint8) (last [nKinds]int) {
+func classify(obj []byte, ms []jsonscan.Member, wanted ...uint8) (last [nKinds]int) {
 	for k := range last {
 		last[k] = -1
 	}
 	for i := range ms {
 		m := &ms[i]
-		k := kindOf(m.key.of(obj), m.keyFl)
-		m.kind = kOther
+		k := kindOf(m.Key.Of(obj), m.KeyFl)
+		m.Kind = kOther
 		for _, w := range wanted {
 			if k == w {
-				m.kind = k
+				m.Kind = k
 				last[k] = i
 			}
 		}
 	}
 	for i := range ms {
-		if k := ms[i].kind; k != kOther && last[k] != i {
-			ms[i].kind = dropped
+		if k := ms[i].Kind; k != kOther && last[k] != i {
+			ms[i].Kind = dropped
 		}
 	}
 	return last
 }
 
 // logRecord fills r from a JSON-format log line {timestamp, level,
-// requestId, message, ...}. It returns the span of a string timestamp, the
+// requestId, message, ...}. It returns the jsonscan.Span of a string timestamp, the
 // fallback for a missing event time.
-func (d *Decoder) logRecord(r *buffer.Record, rec []byte, fl uint8) (ts span, tsFl uint8) {
+func (d *Decoder) logRecord(r *buffer.Record, rec []byte, fl jsonscan.Flags) (ts jsonscan.Span, tsFl jsonscan.Flags) {
 	ms, ok := d.scanMembers(rec)
 	if !ok {
-		r.Fields = appendCompact(make([]byte, 0, len(rec)), rec, fl)
-		return span{}, 0
+		r.Fields = jsonscan.AppendCompact(make([]byte, 0, len(rec)), rec, fl)
+		return jsonscan.Span{}, 0
 	}
 	classify(rec, ms, kTimestamp, kLevel, kRequestID, kMessage)
 	for i := range ms {
 		m := &ms[i]
-		isString := rec[m.val.start] == '"'
+		isString := rec[m.Val.Start] == '"'
 		switch {
-		case m.kind == kMessage && isString:
-			r.Message = d.str(m.val.of(rec), m.valFl)
-		case m.kind == kMessage:
+		case m.Kind == kMessage && isString:
+			r.Message = d.str(m.Val.Of(rec), m.ValFl)
+		case m.Kind == kMessage:
 			// A structured message is kept as its JSON text.
-			r.Message = string(appendCompact(nil, m.val.of(rec), m.valFl))
-		case m.kind == kLevel && isString:
-			r.Level = level(m.val.of(rec), m.valFl)
-		case m.kind == kRequestID && isString:
-			r.RequestID = d.requestID(m.val.of(rec), m.valFl)
-		case m.kind == kTimestamp && isString:
-			ts, tsFl = m.val, m.valFl
+			r.Message = string(jsonscan.AppendCompact(nil, m.Val.Of(rec), m.ValFl))
+		case m.Kind == kLevel && isString:
+			r.Level = level(m.Val.Of(rec), m.ValFl)
+		case m.Kind == kRequestID && isString:
+			r.RequestID = d.requestID(m.Val.Of(rec), m.ValFl)
+		case m.Kind == kTimestamp && isString:
+			ts, tsFl = m.Val, m.ValFl
 		default:
-			if m.kind != dropped {
-				m.kind = kOther // not the expected type: keep it in Fields
+			if m.Kind != dropped {
+				m.Kind = kOther // not the expected type: keep it in Fields
 			}
 			continue
 		}
-		m.kind = dropped
+		m.Kind = dropped
+	}
+	if r.Level == "" {
+		r.Level = otherLevel(rec, ms)
 	}
 	r.Fields = fields(rec, ms)
 	return ts, tsFl
 }
 
+// otherLevel reads the level of a JSON log line from the first member left
+// in Fields that names one (severity, lvl, levelname, a numeric level, ...;
+// see buffer.IsLevelKey) and holds a level, so that level detection need
+// not scan Fields again. The member stays in Fields.
+func otherLevel(rec []byte, ms []jsonscan.Member) string {
+	for i := range ms {
+		m := &ms[i]
+		if m.Kind != kOther {
+			continue
+		}
+		key := m.Key.Of(rec)
+		if m.KeyFl&jsonscan.Escape != 0 {
+			key = []byte(jsonscan.Unquote(key, m.KeyFl))
+		} else {
+			key = key[1 : len(key)-1]
+		}
+		if !buffer.IsLevelKey(key) {
+			continue
+		}
+		v := m.Val.Of(rec)
+		switch {
+		case v[0] == '"' && m.ValFl&(jsonscan.Escape|jsonscan.High) == 0:
+			v = v[1 : len(v)-1]
+		case v[0] == '"':
+			v = []byte(jsonscan.Unquote(v, m.ValFl))
+		case !isDigit(v[0]):
+			continue
+		}
+		if l, ok := buffer.LineLevel(v); ok {
+			return l.String()
+		}
+	}
+	return ""
+}
+
 // platformRecord fills r from the record object of a platform.* event.
-func (d *Decoder) platformRecord(r *buffer.Record, rec []byte, fl uint8) {
+func (d *Decoder) platformRecord(r *buffer.Record, rec []byte, fl jsonscan.Flags) {
 	ms, ok := d.scanMembers(rec)
 	if !ok {
-		r.Fields = appendCompact(make([]byte, 0, len(rec)), rec, fl)
+		r.Fields = jsonscan.AppendCompact(make([]byte, 0, len(rec)), rec, fl)
 		return
 	}
 	classify(rec, ms, kRequestID, kStatus, kErrorType, kMetrics, kReason)
 	for i := range ms {
 		m := &ms[i]
-		isString := rec[m.val.start] == '"'
+		isString := rec[m.Val.Start] == '"'
 		switch {
-		case m.kind == kRequestID && isString:
-			r.RequestID = d.requestID(m.val.of(rec), m.valFl)
-		case m.kind == kStatus && isString:
-			r.Status = status(m.val.of(rec), m.valFl)
-		case m.kind == kErrorType && isString:
-			r.ErrorType = d.str(m.val.of(rec), m.valFl)
-		case m.kind == kMetrics && rec[m.val.start] == '{':
+		case m.Kind == kRequestID && isString:
+			r.RequestID = d.requestID(m.Val.Of(rec), m.ValFl)
+		case m.Kind == kStatus && isString:
+			r.Status = status(m.Val.Of(rec), m.ValFl)
+		case m.Kind == kErrorType && isString:
+			r.ErrorType = d.str(m.Val.Of(rec), m.ValFl)
+		case m.Kind == kMetrics && rec[m.Val.Start] == '{':
 			var whole bool
-			r.Metrics, whole = d.parseMetrics(m.val.of(rec))
+			r.Metrics, whole = d.parseMetrics(m.Val.Of(rec))
 			if !whole {
-				m.kind = kOther // something in it has no column: keep it all
+				m.Kind = kOther // something in it has no column: keep it all
 				continue
 			}
-		case m.kind == kReason:
+		case m.Kind == kReason:
 			// The reason stays in Fields; for logsDropped it is also the
 			// message, the one line a reader needs.
 			if isString && r.Type == "platform.logsDropped" {
-				r.Message = d.str(m.val.of(rec), m.valFl)
+				r.Message = d.str(m.Val.Of(rec), m.ValFl)
 			}
-			m.kind = kOther
+			m.Kind = kOther
 			continue
 		default:
-			if m.kind != dropped {
-				m.kind = kOther
+			if m.Kind != dropped {
+				m.Kind = kOther
 			}
 			continue
 		}
-		m.kind = dropped
+		m.Kind = dropped
 	}
 	if (r.Type == "platform.runtimeDone" || r.Type == "platform.report") && r.Status != "" && r.Status != "success" {
 		r.Level = "ERROR"
@@ -524,9 +650,9 @@ func (d *Decoder) platformRecord(r *buffer.Record, rec []byte, fl uint8) {
 
 // scanMembers lists the members of the object rec into the decoder's scratch
 // space.
-func (d *Decoder) scanMembers(rec []byte) ([]member, bool) {
+func (d *Decoder) scanMembers(rec []byte) ([]jsonscan.Member, bool) {
 	var ok bool
-	d.members, d.stack, ok = members(rec, d.members[:0], d.stack)
+	d.members, d.stack, ok = jsonscan.Members(rec, d.members[:0], d.stack)
 	return d.members, ok
 }
 
@@ -534,7 +660,7 @@ func (d *Decoder) scanMembers(rec []byte) ([]member, bool) {
 // went to a column; m is nil when none did.
 func (d *Decoder) parseMetrics(obj []byte) (m *buffer.Metrics, whole bool) {
 	var ok bool
-	d.metrics, d.stack, ok = members(obj, d.metrics[:0], d.stack)
+	d.metrics, d.stack, ok = jsonscan.Members(obj, d.metrics[:0], d.stack)
 	if !ok {
 		return nil, false
 	}
@@ -545,16 +671,16 @@ func (d *Decoder) parseMetrics(obj []byte) (m *buffer.Metrics, whole bool) {
 	var v buffer.Metrics
 	found := false
 	for _, mb := range ms {
-		if mb.kind == dropped {
+		if mb.Kind == dropped {
 			continue
 		}
-		f, ok := metricValue(mb.val.of(obj))
-		if mb.kind == kOther || !ok {
+		f, ok := metricValue(mb.Val.Of(obj))
+		if mb.Kind == kOther || !ok {
 			whole = false
 			continue
 		}
 		found = true
-		switch mb.kind {
+		switch mb.Kind {
 		case kDurationMs:
 			v.DurationMs = f
 		case kBilledDurationMs:
@@ -593,11 +719,11 @@ func metricValue(raw []byte) (float64, bool) {
 
 // fields re-encodes the members of obj that are still kOther as one compact
 // object, or returns nil when none are.
-func fields(obj []byte, ms []member) json.RawMessage {
+func fields(obj []byte, ms []jsonscan.Member) json.RawMessage {
 	n := 1
 	for _, m := range ms {
-		if m.kind == kOther {
-			n += m.key.end - m.key.start + 1 + m.val.end - m.val.start + 1
+		if m.Kind == kOther {
+			n += m.Key.End - m.Key.Start + 1 + m.Val.End - m.Val.Start + 1
 		}
 	}
 	if n == 1 {
@@ -606,23 +732,23 @@ func fields(obj []byte, ms []member) json.RawMessage {
 	out := make([]byte, 0, n)
 	out = append(out, '{')
 	for _, m := range ms {
-		if m.kind != kOther {
+		if m.Kind != kOther {
 			continue
 		}
 		if len(out) > 1 {
 			out = append(out, ',')
 		}
-		out = append(out, m.key.of(obj)...)
+		out = append(out, m.Key.Of(obj)...)
 		out = append(out, ':')
-		out = appendCompact(out, m.val.of(obj), m.valFl)
+		out = jsonscan.AppendCompact(out, m.Val.Of(obj), m.ValFl)
 	}
 	return append(out, '}')
 }
 
 // requestID returns the id as a string, reusing the previous one when equal:
 // the lines of an invocation arrive together.
-func (d *Decoder) requestID(raw []byte, fl uint8) string {
-	if fl&(flagEscape|flagHigh) == 0 && string(raw[1:len(raw)-1]) == d.lastReq {
+func (d *Decoder) requestID(raw []byte, fl jsonscan.Flags) string {
+	if fl&(jsonscan.Escape|jsonscan.High) == 0 && string(raw[1:len(raw)-1]) == d.lastReq {
 		return d.lastReq
 	}
 	d.lastReq = d.str(raw, fl)
@@ -630,8 +756,8 @@ func (d *Decoder) requestID(raw []byte, fl uint8) string {
 }
 
 // level upper-cases a log level, interning the usual ones.
-func level(raw []byte, fl uint8) string {
-	if fl&(flagEscape|flagHigh) == 0 {
+func level(raw []byte, fl jsonscan.Flags) string {
+	if fl&(jsonscan.Escape|jsonscan.High) == 0 {
 		s := raw[1 : len(raw)-1]
 		for _, l := range knownLevels {
 			if equalFoldASCII(s, l) {
@@ -639,7 +765,7 @@ func level(raw []byte, fl uint8) string {
 			}
 		}
 	}
-	return strings.ToUpper(unquote(raw, fl))
+	return strings.ToUpper(jsonscan.Unquote(raw, fl))
 }
 
 // equalFoldASCII reports whether b equals the upper-case ASCII word upper,
@@ -662,8 +788,8 @@ func equalFoldASCII(b []byte, upper string) bool {
 var knownLevels = [...]string{"INFO", "DEBUG", "WARN", "ERROR", "TRACE", "FATAL", "WARNING", "CRITICAL"}
 
 // status interns the documented status values.
-func status(raw []byte, fl uint8) string {
-	if fl&flagEscape == 0 {
+func status(raw []byte, fl jsonscan.Flags) string {
+	if fl&jsonscan.Escape == 0 {
 		switch string(raw[1 : len(raw)-1]) {
 		case "success":
 			return "success"
@@ -675,5 +801,7 @@ func status(raw []byte, fl uint8) string {
 			return "timeout"
 		}
 	}
-	return unquote(raw, fl)
+	return jsonscan.Unquote(raw, fl)
 }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }

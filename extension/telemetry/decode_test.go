@@ -392,7 +392,17 @@ func FuzzDecode(f *testing.F) {
 		`[{"type":"x","time":"2024-02-29T12:00:00.5+05:30"}]`} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(checkDecode)
+	for _, s := range containCases {
+		f.Add([]byte(s))
+	}
+	red, err := buffer.NewRedactor([]string{"all"}, nil, buffer.DefaultRedactKeys()...)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		checkDecode(t, body)
+		checkPlanted(t, red, body)
+	})
 }
 
 func FuzzParseTimeUTC(f *testing.F) {

@@ -33,8 +33,16 @@ func refDecode(body []byte, now time.Time) ([]buffer.Record, bool) {
 		mustUnmarshal(typ, &r.Type)
 		t, timeOK := refTime(m["time"])
 		rec := m["record"]
+		traw := m["time"]
 		isLog := r.Type == "function" || r.Type == "extension"
 		switch {
+		case strings.HasPrefix(r.Type, "sluice."):
+			f := map[string]json.RawMessage{"type": typ}
+			if rec != nil {
+				f["record"] = rec
+			}
+			r.Fields = refFields(f)
+			r.Type = "unknown"
 		case rec == nil:
 		case isLog && rec[0] == '"':
 			mustUnmarshal(rec, &r.Message)
@@ -62,8 +70,12 @@ func refDecode(body []byte, now time.Time) ([]buffer.Record, bool) {
 			if v, ok := o["timestamp"]; ok && v[0] == '"' {
 				if !timeOK {
 					t, timeOK = refTime(v)
+					traw = v
 				}
 				delete(o, "timestamp")
+			}
+			if r.Level == "" {
+				r.Level = refOtherLevel(rec)
 			}
 			r.Fields = refFields(o)
 		case strings.HasPrefix(r.Type, "platform.") && rec[0] == '{':
@@ -114,6 +126,21 @@ func refDecode(body []byte, now time.Time) ([]buffer.Record, bool) {
 		default:
 			r.Fields = json.RawMessage(refCompact(rec))
 		}
+		if timeOK && (t.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) || t.After(now.Add(24*time.Hour))) {
+			timeOK = false
+			var f any = map[string]any{}
+			if r.Fields != nil {
+				mustUnmarshal(r.Fields, &f)
+			}
+			o, isObj := f.(map[string]any)
+			if !isObj {
+				o = map[string]any{"record": f}
+			}
+			var orig any
+			mustUnmarshal(traw, &orig)
+			o["original_time"] = orig
+			r.Fields, _ = json.Marshal(o)
+		}
 		if !timeOK {
 			t = now
 		}
@@ -157,4 +184,49 @@ func mustUnmarshal(raw []byte, v any) {
 	if err := json.Unmarshal(raw, v); err != nil {
 		panic(err)
 	}
+}
+
+// refOtherLevel is the first level among the members of the object rec
+// that name one, in order; of several "level" members only the last counts,
+// as encoding/json keeps only the last.
+func refOtherLevel(rec []byte) string {
+	type member struct {
+		key string
+		val json.RawMessage
+	}
+	var ms []member
+	dec := json.NewDecoder(bytes.NewReader(rec))
+	dec.Token() // {
+	for dec.More() {
+		k, _ := dec.Token()
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return ""
+		}
+		ms = append(ms, member{k.(string), v})
+	}
+	lastLevel := -1
+	for i, m := range ms {
+		if m.key == "level" {
+			lastLevel = i
+		}
+	}
+	for i, m := range ms {
+		if !buffer.IsLevelKey(m.key) || m.key == "level" && i != lastLevel {
+			continue
+		}
+		var s string
+		switch {
+		case m.val[0] == '"':
+			mustUnmarshal(m.val, &s)
+		case m.val[0] == '-' || m.val[0] >= '0' && m.val[0] <= '9':
+			s = string(m.val)
+		default:
+			continue
+		}
+		if l, ok := buffer.LineLevel(s); ok {
+			return l.String()
+		}
+	}
+	return ""
 }

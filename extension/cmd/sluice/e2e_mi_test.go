@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,7 @@ func startManaged(t *testing.T, vars ...string) *env {
 	vars = append(append(srv.Env(),
 		"SLUICE_SINK=s3://"+srv.Bucket+"/archive",
 		"SLUICE_LISTEN_ADDR=127.0.0.1:0",
-		"SLUICE_SPILL_DIR="+t.TempDir(),
+		"SLUICE_SPILL_DIR="+filepath.Join(t.TempDir(), "sluice-spill"),
 	), vars...)
 	p, err := lambdatest.Start(context.Background(), lambdatest.Config{
 		Extensions:       []string{binaries.sluice},

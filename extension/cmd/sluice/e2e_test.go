@@ -81,7 +81,7 @@ func start(t *testing.T, o options) *env {
 	vars := append(srv.Env(),
 		"SLUICE_SINK=s3://"+srv.Bucket+"/archive",
 		"SLUICE_LISTEN_ADDR=127.0.0.1:0",
-		"SLUICE_SPILL_DIR="+t.TempDir(),
+		"SLUICE_SPILL_DIR="+filepath.Join(t.TempDir(), "sluice-spill"),
 	)
 	p, err := lambdatest.Start(context.Background(), lambdatest.Config{
 		Extensions:   []string{binaries.sluice},

@@ -128,7 +128,7 @@ func TestManagedInstances(t *testing.T) {
 	if err := copyFile(ca, srv.CAFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	spill := filepath.Join(dir, "spill")
+	spill := filepath.Join(dir, "sluice-spill")
 	if err := os.Mkdir(spill, 0o777); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestDefaultModeTelemetryUnavailable(t *testing.T) {
 		"AWS_REGION=us-east-1",
 		"SLUICE_SINK=file://" + dir,
 		"SLUICE_LISTEN_ADDR=sandbox.localdomain:" + port,
-		"SLUICE_SPILL_DIR=" + filepath.Join(dir, "spill"),
+		"SLUICE_SPILL_DIR=" + filepath.Join(dir, "sluice-spill"),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

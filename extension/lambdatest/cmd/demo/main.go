@@ -113,7 +113,7 @@ func run(ext, fn string, n int, keep bool, pr *prices) error {
 	env := append(srv.Env(),
 		"SLUICE_SINK=s3://"+srv.Bucket+"/logs",
 		"SLUICE_LISTEN_ADDR=127.0.0.1:0",
-		"SLUICE_SPILL_DIR="+filepath.Join(work, "spill"),
+		"SLUICE_SPILL_DIR="+filepath.Join(work, "sluice-spill"),
 		// Smaller objects than the default, so that a short run shows
 		// uploads during invocations as well as at SHUTDOWN.
 		"SLUICE_BATCH_MAX_BYTES=256KiB",

@@ -343,7 +343,7 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 		proxy:    proxy,
 		ledger:   newLedger(exp),
 		statuses: map[string]int{},
-		spillDir: filepath.Join(work, "spill"),
+		spillDir: filepath.Join(work, "sluice-spill"),
 	}
 	r.out = &outputScanner{ledger: r.ledger}
 	if o.verbose {
