@@ -74,6 +74,14 @@ func OpenSpill(dir string, maxBytes int64, env string) (*Spill, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("spill dir %s: not a directory (a symlink is not accepted)", dir)
 	}
+	// sluice deletes and adopts files here: the directory must be its own,
+	// not one the function or another user can write to.
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("spill dir %s: owned by uid %d, not by sluice's uid %d", dir, st.Uid, os.Geteuid())
+	}
+	if info.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("spill dir %s: writable by others (mode %v): want a directory of sluice's own", dir, info.Mode().Perm())
+	}
 	s := &Spill{dir: dir, max: maxBytes, env: env}
 	entries, err := os.ReadDir(dir)
 	if err != nil {

@@ -254,6 +254,19 @@ func TestSpillDirSymlinkRefused(t *testing.T) {
 	}
 }
 
+// A directory others can write to is not adopted: sluice deletes and
+// uploads what it finds there.
+func TestSpillDirNotOwn(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	if _, err := OpenSpill(dir, 1<<20, "e"); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		t.Errorf("OpenSpill of a world-writable directory = %v, want a refusal", err)
+	}
+}
+
 func FuzzParseSpillName(f *testing.F) {
 	for _, s := range []string{"e-1-1764504000000-3-2-700.json.zst", "a-0-0-0-0-0.parquet", "e-1-2-3-4-5.json.gz.x", "../x-1-2-3-4-5.json.gz", "e--1-2-3-4-5.json.gz"} {
 		f.Add(s)
