@@ -263,9 +263,10 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // start runs the listener, the delivery paths and the pipeline.
 func (r *Runner) start(ctx context.Context) *session {
-	// A few POSTs' worth: the pipeline keeps up with Lambda's rate, and a
-	// deeper queue would only hold more decoded records in memory.
-	recs := make(chan []buffer.Record, 4)
+	// One POST's worth: the pipeline keeps up with Lambda's rate (one batch
+	// in flight per subscriber), and a deeper queue would only hold more
+	// decoded records in memory (up to 3 MB each).
+	recs := make(chan []buffer.Record, 1)
 	s := &session{served: make(chan error, 1), pipelineDone: make(chan struct{})}
 	var lctx, pctx context.Context
 	lctx, s.stopListener = context.WithCancel(context.WithoutCancel(ctx))

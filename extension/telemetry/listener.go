@@ -29,10 +29,10 @@ const (
 	// twice.
 	DefaultSendTimeout = 500 * time.Millisecond
 	// DefaultMaxInFlight bounds the POSTs read and decoded at once. Lambda
-	// keeps one batch in flight per subscriber; more means retries
-	// overlapping or a sender that is not Lambda, and each may hold up to
-	// MaxBody of body plus its decoded records.
-	DefaultMaxInFlight = 4
+	// keeps one batch in flight per subscriber; a second covers a retry
+	// overlapping it. More means a sender that is not Lambda, and each may
+	// hold up to MaxBody of body plus its decoded records.
+	DefaultMaxInFlight = 2
 	// DefaultBodyTimeout bounds reading one body. A sender frozen with the
 	// environment mid-body times out at thaw and Lambda sends the batch
 	// again.

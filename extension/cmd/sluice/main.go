@@ -56,10 +56,10 @@ func run() int {
 	cfg.ManagedInstances = extension.DetectManagedInstances(os.Getenv)
 	if cfgErr == nil {
 		level.Set(cfg.LogLevel)
-		// A user's own GOMEMLIMIT wins; otherwise the heap is held to the
-		// configured share of the function's memory.
+		// A user's own GOMEMLIMIT wins; otherwise the process is held to
+		// the configured share of the function's memory.
 		if os.Getenv("GOMEMLIMIT") == "" {
-			debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
+			debug.SetMemoryLimit(extension.GoMemoryLimit(cfg.MemoryLimitMB))
 		}
 	}
 	if unknown := extension.UnknownVars(os.Environ()); len(unknown) > 0 {
