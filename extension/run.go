@@ -409,12 +409,11 @@ func (r *Runner) shutdown(ctx context.Context, s *session, deadline time.Time) {
 // a slow sink takes) must not leave more than can be written before the
 // SIGKILL.
 func (r *Runner) fallbackReserve(budget time.Duration) time.Duration {
-	waiting := int64(0)
+	var waiting int64
 	for _, d := range r.deliveries {
-		st := d.Stats()
-		waiting += st.Held + st.SpilledPending
+		waiting += d.Stats().WaitingRawBytes
 	}
-	reserve := time.Duration(waiting * int64(r.Config.BatchMaxBytes) * int64(time.Second) / fallbackRate)
+	reserve := time.Duration(waiting * int64(time.Second) / fallbackRate)
 	return min(reserve, max(budget-shutdownMargin, 0)/2)
 }
 

@@ -255,7 +255,7 @@ func TestFallbackReserve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%d+%d in %v", tt.held, tt.spilled, tt.budget), func(t *testing.T) {
 			r := &Runner{Config: Config{BatchMaxBytes: 64 << 10},
-				deliveries: []Delivery{statsOnly{st: sinks.DurableStats{Held: tt.held, SpilledPending: tt.spilled}}}}
+				deliveries: []Delivery{statsOnly{st: sinks.DurableStats{Held: tt.held, SpilledPending: tt.spilled, WaitingRawBytes: (tt.held + tt.spilled) * 64 << 10}}}}
 			if got := r.fallbackReserve(tt.budget); got != tt.want {
 				t.Errorf("fallbackReserve(%v) = %v, want %v", tt.budget, got, tt.want)
 			}

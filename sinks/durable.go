@@ -40,6 +40,7 @@ type Durable struct {
 	// Owned by Run.
 	held      []*buffer.Batch // oldest first
 	heldBytes int
+	heldRaw   int
 	backoff   backoff
 	inflight  *upload
 	window    *window
@@ -100,12 +101,15 @@ type DurableStats struct {
 	Lost           int64         // batches the fallback refused too (logged at Error)
 	Held           int64         // batches waiting in memory now
 	SpilledPending int64         // batches waiting on disk now
+	// WaitingRawBytes is the uncompressed size of what waits (in memory
+	// and on disk): what writing it to the fallback would print.
+	WaitingRawBytes int64
 }
 
 type durableCounters struct {
 	uploaded, uploadedLines, rawBytes, storedBytes, uploadNanos, uploadErrors atomic.Int64
 	spilled, replayed, evictedMemory, evictedSpill, badSpill                  atomic.Int64
-	fallback, fallbackLines, lost, held, spilledPending                       atomic.Int64
+	fallback, fallbackLines, lost, held, spilledPending, waitingRaw           atomic.Int64
 }
 
 // DeliverResult says how a delivery window ended.
@@ -255,22 +259,23 @@ func (d *Durable) Done() <-chan struct{} { return d.done }
 func (d *Durable) Stats() DurableStats {
 	c := &d.c
 	return DurableStats{
-		Uploaded:       c.uploaded.Load(),
-		UploadedLines:  c.uploadedLines.Load(),
-		RawBytes:       c.rawBytes.Load(),
-		StoredBytes:    c.storedBytes.Load(),
-		UploadTime:     time.Duration(c.uploadNanos.Load()),
-		UploadErrors:   c.uploadErrors.Load(),
-		Spilled:        c.spilled.Load(),
-		Replayed:       c.replayed.Load(),
-		EvictedMemory:  c.evictedMemory.Load(),
-		EvictedSpill:   c.evictedSpill.Load(),
-		BadSpill:       c.badSpill.Load(),
-		Fallback:       c.fallback.Load(),
-		FallbackLines:  c.fallbackLines.Load(),
-		Lost:           c.lost.Load(),
-		Held:           c.held.Load(),
-		SpilledPending: c.spilledPending.Load(),
+		Uploaded:        c.uploaded.Load(),
+		UploadedLines:   c.uploadedLines.Load(),
+		RawBytes:        c.rawBytes.Load(),
+		StoredBytes:     c.storedBytes.Load(),
+		UploadTime:      time.Duration(c.uploadNanos.Load()),
+		UploadErrors:    c.uploadErrors.Load(),
+		Spilled:         c.spilled.Load(),
+		Replayed:        c.replayed.Load(),
+		EvictedMemory:   c.evictedMemory.Load(),
+		EvictedSpill:    c.evictedSpill.Load(),
+		BadSpill:        c.badSpill.Load(),
+		Fallback:        c.fallback.Load(),
+		FallbackLines:   c.fallbackLines.Load(),
+		Lost:            c.lost.Load(),
+		Held:            c.held.Load(),
+		SpilledPending:  c.spilledPending.Load(),
+		WaitingRawBytes: c.waitingRaw.Load(),
 	}
 }
 
@@ -447,7 +452,7 @@ func (d *Durable) finish(ctx context.Context, res uploadResult) {
 		d.backoff = backoff{}
 		if u.fromSpill {
 			d.o.Spill.Remove(b)
-			d.c.spilledPending.Store(int64(d.o.Spill.Len()))
+			d.publish()
 			d.c.replayed.Add(1)
 		}
 		d.c.uploaded.Add(1)
@@ -512,7 +517,8 @@ func (d *Durable) hold(ctx context.Context, b *buffer.Batch) error {
 	}
 	d.held = append(d.held, b)
 	d.heldBytes += len(b.Data)
-	d.c.held.Store(int64(len(d.held)))
+	d.heldRaw += b.RawBytes
+	d.publish()
 	d.evictHeld(ctx)
 	return nil
 }
@@ -530,7 +536,8 @@ func (d *Durable) evictHeld(ctx context.Context) {
 func (d *Durable) putBack(ctx context.Context, b *buffer.Batch) {
 	d.held = append([]*buffer.Batch{b}, d.held...)
 	d.heldBytes += len(b.Data)
-	d.c.held.Store(int64(len(d.held)))
+	d.heldRaw += b.RawBytes
+	d.publish()
 	d.evictHeld(ctx)
 }
 
@@ -539,8 +546,21 @@ func (d *Durable) popOldest() *buffer.Batch {
 	d.held[0] = nil
 	d.held = d.held[1:]
 	d.heldBytes -= len(b.Data)
-	d.c.held.Store(int64(len(d.held)))
+	d.heldRaw -= b.RawBytes
+	d.publish()
 	return b
+}
+
+// publish makes what waits visible to Stats.
+func (d *Durable) publish() {
+	d.c.held.Store(int64(len(d.held)))
+	raw := int64(d.heldRaw)
+	if s := d.o.Spill; s != nil {
+		d.c.spilledPending.Store(int64(s.Len()))
+		raw += s.RawBytes()
+	}
+	// The reserve at SHUTDOWN reads this.
+	d.c.waitingRaw.Store(raw)
 }
 
 // spillOrFallback writes b to the spill, and what the spill cannot hold to
@@ -575,7 +595,7 @@ func (d *Durable) syncSpill() {
 	if s == nil {
 		return
 	}
-	d.c.spilledPending.Store(int64(s.Len()))
+	d.publish()
 	if bad := s.Bad() - d.c.badSpill.Load(); bad > 0 {
 		d.c.badSpill.Add(bad)
 		d.o.Log.Error("spilled batches unusable: moved aside, not uploaded", "entries", bad, "dir", filepath.Join(s.dir, badDir))

@@ -42,6 +42,7 @@ type Spill struct {
 
 	files []spillFile // oldest first
 	bytes int64
+	raw   int64 // the spilled batches' uncompressed bytes
 	bad   int64 // entries moved aside
 }
 
@@ -109,6 +110,7 @@ func OpenSpill(dir string, maxBytes int64, env string) (*Spill, error) {
 		}
 		s.files = append(s.files, spillFile{name: name, size: info.Size(), b: b})
 		s.bytes += info.Size()
+		s.raw += int64(b.RawBytes)
 	}
 	slices.SortFunc(s.files, func(a, b spillFile) int {
 		if c := a.b.Start.Compare(b.b.Start); c != 0 {
@@ -155,6 +157,7 @@ func (s *Spill) Put(ctx context.Context, b *buffer.Batch) (evicted []*buffer.Bat
 	}
 	s.files = append(s.files, spillFile{name: name, size: int64(len(b.Data)), b: meta})
 	s.bytes += int64(len(b.Data))
+	s.raw += int64(b.RawBytes)
 	for s.bytes > s.max && len(s.files) > 1 && ctx.Err() == nil {
 		old, err := s.load(0)
 		s.remove(0)
@@ -200,6 +203,10 @@ func (s *Spill) Len() int { return len(s.files) }
 
 // Bytes is the total size of the spilled files.
 func (s *Spill) Bytes() int64 { return s.bytes }
+
+// RawBytes is the spilled batches' uncompressed NDJSON size, what writing
+// them to the fallback would print.
+func (s *Spill) RawBytes() int64 { return s.raw }
 
 // Bad is the number of entries moved aside since OpenSpill.
 func (s *Spill) Bad() int64 { return s.bad }
@@ -291,6 +298,7 @@ func (s *Spill) moveAside(name string) {
 // forget drops entry i's bookkeeping; its file was moved aside or is gone.
 func (s *Spill) forget(i int) {
 	s.bytes -= s.files[i].size
+	s.raw -= int64(s.files[i].b.RawBytes)
 	s.files = slices.Delete(s.files, i, i+1)
 }
 
