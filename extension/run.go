@@ -38,12 +38,6 @@ const (
 	defaultShutdownBudget = 2 * time.Second
 	// maxShutdownBudget is the longest SHUTDOWN deadline taken as given.
 	maxShutdownBudget = 10 * time.Second
-	// fallbackRate is how fast batches still waiting at SHUTDOWN can be
-	// written to the fallback, in uncompressed bytes per second: about
-	// 8 MB/s through a busy platform's log pipe on 2 shared cores
-	// (measured by make faults, scenario managed-instances). Uploads stop
-	// early enough to write what waits at that rate.
-	fallbackRate = 8 << 20
 )
 
 // API is the Extensions API as the Runner uses it (*Client).
@@ -363,7 +357,7 @@ func (r *Runner) shutdown(ctx context.Context, s *session, deadline time.Time) {
 	if deadline.IsZero() || time.Until(deadline) > maxShutdownBudget {
 		deadline = time.Now().Add(defaultShutdownBudget)
 	}
-	hard := deadline.Add(-shutdownMargin - r.fallbackReserve(time.Until(deadline)))
+	hard := deadline.Add(-shutdownMargin)
 	drainUntil := time.Now().Add(maxDrain)
 	if limit := hard.Add(-maxDrain); limit.Before(drainUntil) {
 		drainUntil = limit
@@ -401,20 +395,6 @@ func (r *Runner) shutdown(ctx context.Context, s *session, deadline time.Time) {
 	}
 	wg.Wait()
 	r.logTotals()
-}
-
-// fallbackReserve is the time to keep for writing the batches already
-// waiting to the fallback, at most half of what budget leaves: a sink that
-// fell behind (concurrent invocations on Managed Instances log faster than
-// a slow sink takes) must not leave more than can be written before the
-// SIGKILL.
-func (r *Runner) fallbackReserve(budget time.Duration) time.Duration {
-	var waiting int64
-	for _, d := range r.deliveries {
-		waiting += d.Stats().WaitingRawBytes
-	}
-	reserve := time.Duration(waiting * int64(time.Second) / fallbackRate)
-	return min(reserve, max(budget-shutdownMargin, 0)/2)
 }
 
 // awaitQuiet waits until the listener has received nothing for quietWindow,

@@ -229,36 +229,3 @@ func TestRunnerStepsAside(t *testing.T) {
 	}
 }
 
-// statsOnly is a Delivery whose only working method is Stats.
-type statsOnly struct {
-	Delivery
-	st sinks.DurableStats
-}
-
-func (s statsOnly) Stats() sinks.DurableStats { return s.st }
-
-// Batches still waiting at SHUTDOWN get time to reach the fallback before
-// the SIGKILL (defect: 33 batches behind a slow sink took 290 ms to write,
-// the margin is 300 ms, and sluice was killed with 25,246 lines unwritten).
-func TestFallbackReserve(t *testing.T) {
-	tests := []struct {
-		held, spilled int64
-		budget        time.Duration
-		want          time.Duration
-	}{
-		{0, 0, 2 * time.Second, 0},
-		{16, 0, 2 * time.Second, 125 * time.Millisecond}, // 16 x 64 KiB at 8 MiB/s
-		{16, 16, 2 * time.Second, 250 * time.Millisecond},
-		{1000, 0, 2 * time.Second, 850 * time.Millisecond}, // half of what the margin leaves
-		{1000, 0, 100 * time.Millisecond, 0},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%d+%d in %v", tt.held, tt.spilled, tt.budget), func(t *testing.T) {
-			r := &Runner{Config: Config{BatchMaxBytes: 64 << 10},
-				deliveries: []Delivery{statsOnly{st: sinks.DurableStats{Held: tt.held, SpilledPending: tt.spilled, WaitingRawBytes: (tt.held + tt.spilled) * 64 << 10}}}}
-			if got := r.fallbackReserve(tt.budget); got != tt.want {
-				t.Errorf("fallbackReserve(%v) = %v, want %v", tt.budget, got, tt.want)
-			}
-		})
-	}
-}

@@ -72,9 +72,19 @@ type DurableOptions struct {
 	// Eager keeps a delivery window open at all times, for environments
 	// that are never frozen (Lambda Managed Instances).
 	Eager bool
+	// FallbackRate is how fast the fallback takes batches, in uncompressed
+	// bytes per second. At Close, uploads stop (and one in flight is cut)
+	// while the time left still lets everything waiting reach the
+	// fallback at that rate. Zero means no such reserve.
+	FallbackRate int64
 	// Log receives counts and problems; nil means slog.Default().
 	Log *slog.Logger
 }
+
+// DefaultFallbackRate is how fast batches reach stdout through a busy
+// platform's log pipe on two shared cores, in uncompressed bytes per
+// second (measured by make faults, scenario managed-instances: 8 MB/s).
+const DefaultFallbackRate = 8 << 20
 
 // Backoff bounds.
 const (
@@ -404,7 +414,7 @@ func (d *Durable) step(ctx context.Context) {
 	if w.stop != nil && !w.stopped && closed(w.stop) {
 		w.stopped = true
 	}
-	canStart := w.ctx.Err() == nil && (!w.stopped || w.started == 0) && !time.Now().Before(d.backoff.until)
+	canStart := w.ctx.Err() == nil && (!w.stopped || w.started == 0) && !time.Now().Before(d.backoff.until) && d.fallbackFits(w)
 	if canStart && d.start(w) {
 		return
 	}
@@ -433,6 +443,17 @@ func (d *Durable) start(w *window) bool {
 		return false
 	}
 	uctx, cancel := context.WithTimeout(w.ctx, d.o.UploadTimeout)
+	if d.closing != nil {
+		// The last uploads must leave the fallback its time.
+		if deadline, ok := w.ctx.Deadline(); ok {
+			taken := b // a spilled batch is still counted as waiting
+			if fromSpill {
+				taken = nil
+			}
+			cancel()
+			uctx, cancel = context.WithDeadline(w.ctx, deadline.Add(-d.fallbackTime(taken)))
+		}
+	}
 	d.inflight = &upload{b: b, fromSpill: fromSpill, w: w, cancel: cancel, start: time.Now()}
 	w.started++
 	results := d.results
@@ -463,7 +484,9 @@ func (d *Durable) finish(ctx context.Context, res uploadResult) {
 		d.o.Log.Debug("uploaded", "seq", b.Seq, "records", b.Records, "bytes", len(b.Data), "ms", took.Milliseconds())
 		return
 	}
-	cut := u.w.ctx.Err() != nil || ctx.Err() != nil
+	// Running out of the window's time, or of the time Close keeps for the
+	// fallback, is ours, not the sink's fault.
+	cut := u.w.ctx.Err() != nil || ctx.Err() != nil || d.closing != nil && errors.Is(res.err, context.DeadlineExceeded)
 	if cut {
 		// Running out of the window's time is ours, not the sink's fault:
 		// keep the batch, but do not back off.
@@ -640,6 +663,29 @@ func (d *Durable) drainToFallback(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// fallbackTime is how long writing everything waiting, plus b when it is
+// not counted there (taken for upload), to the fallback takes.
+func (d *Durable) fallbackTime(b *buffer.Batch) time.Duration {
+	if d.o.FallbackRate <= 0 {
+		return 0
+	}
+	raw := d.c.waitingRaw.Load()
+	if b != nil {
+		raw += int64(b.RawBytes)
+	}
+	return time.Duration(raw * int64(time.Second) / d.o.FallbackRate)
+}
+
+// fallbackFits reports whether, at Close, there is still time for another
+// upload before what waits must go to the fallback.
+func (d *Durable) fallbackFits(w *window) bool {
+	if d.closing == nil {
+		return true
+	}
+	deadline, ok := w.ctx.Deadline()
+	return !ok || time.Until(deadline) > d.fallbackTime(nil)
 }
 
 // waiting is the number of batches waiting for an upload.

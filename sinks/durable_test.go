@@ -396,6 +396,42 @@ func TestDurableCloseDeadline(t *testing.T) {
 	})
 }
 
+// Close stops uploading while what waits can still reach the fallback
+// before its deadline (defect: 33 batches behind a slow sink took 290 ms to
+// write, the margin was 300 ms, and sluice was SIGKILLed with 25,246 lines
+// unwritten). With 8 batches of 1 MiB at 8 MiB/s and 300 ms uploads, a
+// 1.5 s Close has time for about three.
+func TestDurableCloseKeepsFallbackTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, false, DurableOptions{FallbackRate: 8 << 20, MaxHeld: 1 << 30})
+		h.primary.delay = 300 * time.Millisecond
+		for seq := uint64(1); seq <= 8; seq++ {
+			b := spillBatch(t, seq, 3)
+			b.RawBytes = 1 << 20 // as the fallback would print it
+			if err := h.d.Write(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		h.d.Close(ctx)
+		took := time.Since(start)
+		uploaded := len(h.primary.got())
+		if uploaded < 1 || uploaded > 4 {
+			t.Errorf("Close uploaded %d batches, want 1..4: it must stop in time for the fallback", uploaded)
+		}
+		// What was left needs (8-uploaded) x 125 ms of fallback time.
+		if left := time.Duration(8-uploaded) * 125 * time.Millisecond; took > 1500*time.Millisecond-left {
+			t.Errorf("Close uploaded until %v, leaving less than the %v the fallback needs", took, left)
+		}
+		every(t, h, 8)
+		if st := h.d.Stats(); st.UploadErrors != 0 {
+			t.Errorf("UploadErrors = %d: stopping for the fallback is not the sink's failure", st.UploadErrors)
+		}
+	})
+}
+
 // Bad spill entries are moved aside during a window and delivery goes on
 // (defect: one unreadable entry made the replay loop spin for ever).
 func TestDurableBadSpillEntries(t *testing.T) {

@@ -231,7 +231,9 @@ func durable(cfg extension.Config, name, dir string, sink sinks.Sink, hint func(
 		MaxHeld:  cfg.BufferMaxBytes,
 		Hint:     hint,
 		Eager:    eager,
-		Log:      log,
+		// At SHUTDOWN, uploads stop in time for what waits to reach stdout.
+		FallbackRate: sinks.DefaultFallbackRate,
+		Log:          log,
 	}), nil
 }
 
