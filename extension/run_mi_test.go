@@ -228,4 +228,3 @@ func TestRunnerStepsAside(t *testing.T) {
 		})
 	}
 }
-
