@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -47,6 +48,11 @@ type ProxyConfig struct {
 	// time-series collection: items with a client _id are refused with
 	// 400, GET / answers 404, refresh=true answers 400.
 	Serverless bool
+	// AccessKey and SecretKey are the credentials signatures are checked
+	// against; empty means the package's AccessKey and SecretKey. A
+	// process that also talks to another test server (versitygw) signs
+	// every request with one set of credentials: pass that server's.
+	AccessKey, SecretKey string
 }
 
 // Faults are injected on demand; the zero value injects none.
@@ -80,6 +86,7 @@ type ProxyStats struct {
 	TooLarge      int // requests answered 413
 	Resets        int // connections closed
 	MaxWireBody   int // largest request body received
+	MaxBulkBody   int // largest _bulk body after gzip decoding
 }
 
 // Proxy is a TLS front end to a node.
@@ -103,24 +110,47 @@ type Proxy struct {
 // closes it in t.Cleanup.
 func NewProxy(t testing.TB, target string, cfg ProxyConfig) *Proxy {
 	t.Helper()
-	u, err := url.Parse(target)
+	p, err := StartProxy(target, cfg)
 	if err != nil {
-		t.Fatalf("proxy target %q: %v", target, err)
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// StartProxy starts a proxy to the node at target (http://HOST:PORT) for a
+// program that is not a test; Close stops it.
+func StartProxy(target string, cfg ProxyConfig) (*Proxy, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("proxy target %q: want http://HOST:PORT (%v)", target, err)
+	}
+	if cfg.AccessKey == "" {
+		cfg.AccessKey, cfg.SecretKey = AccessKey, SecretKey
 	}
 	p := &Proxy{cfg: cfg, target: u, seen: map[string]bool{}, signer: v4.NewSigner()}
 	p.rp = httputil.NewSingleHostReverseProxy(u)
 	p.srv = httptest.NewTLSServer(http.HandlerFunc(p.serve))
-	t.Cleanup(p.srv.Close)
 	p.URL = p.srv.URL
 	p.Client = p.srv.Client()
-	return p
+	return p, nil
+}
+
+// Close stops the proxy.
+func (p *Proxy) Close() { p.srv.Close() }
+
+// CertPEM returns the proxy's certificate in PEM. A child process trusts
+// it when SSL_CERT_FILE names a file holding it (Go's crypto/x509 reads
+// that variable on Linux), as the sluice binary under test does.
+func (p *Proxy) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw})
 }
 
 // AWSConfig returns a configuration whose credentials the proxy accepts.
 func (p *Proxy) AWSConfig() aws.Config {
 	return aws.Config{
 		Region:      Region,
-		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
+		Credentials: credentials.NewStaticCredentialsProvider(p.cfg.AccessKey, p.cfg.SecretKey, ""),
 	}
 }
 
@@ -240,8 +270,8 @@ func (p *Proxy) verify(r *http.Request, body []byte) error {
 		parts[k] = v
 	}
 	scope := strings.Split(parts["Credential"], "/")
-	if len(scope) != 5 || scope[0] != AccessKey || scope[2] != Region || scope[3] != p.cfg.Service || scope[4] != "aws4_request" {
-		return fmt.Errorf("credential scope %q: want %s/DATE/%s/%s/aws4_request", parts["Credential"], AccessKey, Region, p.cfg.Service)
+	if len(scope) != 5 || scope[0] != p.cfg.AccessKey || scope[2] != Region || scope[3] != p.cfg.Service || scope[4] != "aws4_request" {
+		return fmt.Errorf("credential scope %q: want %s/DATE/%s/%s/aws4_request", parts["Credential"], p.cfg.AccessKey, Region, p.cfg.Service)
 	}
 	when, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
 	if err != nil {
@@ -270,7 +300,7 @@ func (p *Proxy) verify(r *http.Request, body []byte) error {
 		}
 	}
 	again.Header.Del("Authorization")
-	creds := aws.Credentials{AccessKeyID: AccessKey, SecretAccessKey: SecretKey}
+	creds := aws.Credentials{AccessKeyID: p.cfg.AccessKey, SecretAccessKey: p.cfg.SecretKey}
 	if err := p.signer.SignHTTP(context.Background(), creds, again, hash, p.cfg.Service, Region, when); err != nil {
 		return err
 	}
@@ -305,6 +335,7 @@ func (p *Proxy) bulk(w http.ResponseWriter, r *http.Request, body []byte, f Faul
 			return
 		}
 	}
+	p.count(func(s *ProxyStats) { s.MaxBulkBody = max(s.MaxBulkBody, len(body)) })
 	items, err := parseBulk(body)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"type": "illegal_argument_exception", "reason": err.Error()}, "status": 400})
@@ -337,7 +368,9 @@ func (p *Proxy) bulk(w http.ResponseWriter, r *http.Request, body []byte, f Faul
 
 	var nodeItems []map[string]any
 	if n > 0 {
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, p.target.String()+r.URL.Path, &fwd)
+		// Once forwarded, the items are the node's even if the client
+		// goes away, as on a cluster; Close waits for the answer.
+		req, err := http.NewRequestWithContext(context.WithoutCancel(r.Context()), http.MethodPost, p.target.String()+r.URL.Path, &fwd)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

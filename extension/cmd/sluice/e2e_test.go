@@ -36,6 +36,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	defer stopOpenSearch() // opensearch_e2e_test.go
 	// The extension is named after its file, as under /opt/extensions.
 	binaries.sluice = filepath.Join(dir, "sluice")
 	binaries.sample = filepath.Join(dir, "bootstrap")

@@ -172,6 +172,7 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 	if archive != nil {
 		deadLetter = orFallback{primary: archive, fallback: fallback}
 	}
+	var feeders []*sinks.Durable // the paths that dead-letter into the archive
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("SLUICE_SINK: load aws config: %w", err)
@@ -206,8 +207,33 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 			return nil, err
 		}
 		out = append(out, d)
+		feeders = append(feeders, d)
+	}
+	if archive != nil {
+		out[0] = archivePath{Durable: archive, feeders: feeders}
 	}
 	return out, nil
+}
+
+// archivePath is the archive's delivery path when OpenSearch paths
+// dead-letter into it. At SHUTDOWN the runner closes every path at once;
+// the archive, usually done first, would leave the dead-letters of a path
+// still indexing to stdout. Its Close delivers what waits, waits for those
+// paths to close (within ctx), then closes, delivering their dead-letters.
+type archivePath struct {
+	*sinks.Durable
+	feeders []*sinks.Durable
+}
+
+func (a archivePath) Close(ctx context.Context) error {
+	a.Deliver(ctx, nil)
+	for _, f := range a.feeders {
+		select {
+		case <-f.Done():
+		case <-ctx.Done():
+		}
+	}
+	return a.Durable.Close(ctx)
 }
 
 // durable wraps sink in its delivery path, with a spill in dir unless
