@@ -263,8 +263,8 @@ func TestOpenSearchIndexedOnce(t *testing.T) {
 			// and each is split, never sent again whole.
 			name: "split",
 			o: osOptions{
-				query:   "bulk_bytes=64KiB",
-				faults:  ostest.Faults{MaxBody: 2 << 10},
+				query:  "bulk_bytes=64KiB",
+				faults: ostest.Faults{MaxBody: 2 << 10},
 			},
 			checks: func(t *testing.T, ps ostest.ProxyStats) {
 				if ps.MaxBulkBody > 64<<10 || ps.MaxBulkBody < 16<<10 {
