@@ -72,6 +72,7 @@ type options struct {
 	verbose, debug, keep      bool
 	vars                      []string
 	retry                     int
+	opensearch                *osNode // started by the first OpenSearch scenario (scenarios_opensearch.go)
 }
 
 // varList is a repeatable NAME=VALUE flag.
@@ -110,6 +111,8 @@ func runAll(ctx context.Context, o options) int {
 	}
 	start := time.Now()
 	status := 0
+	o.opensearch = &osNode{}
+	defer o.opensearch.stop()
 	for _, sc := range selected {
 		if ctx.Err() != nil {
 			break
@@ -167,6 +170,7 @@ type scenario struct {
 	// check, if set, runs once the lines are accounted for: it returns
 	// fields to add to the row, or why the scenario failed.
 	check func(r *run) (string, error)
+	os    *osScenario // OpenSearch alongside S3 (scenarios_opensearch.go)
 }
 
 // run is one scenario in progress.
@@ -367,6 +371,14 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 	if o.debug {
 		vars = append(vars, "SLUICE_LOG_LEVEL=debug")
 	}
+	// OpenSearch alongside S3 (scenarios_opensearch.go)
+	osr, err := sc.os.start(ctx, o.opensearch, srv, work)
+	if err != nil {
+		return "", 0, err
+	}
+	defer osr.close()
+	vars = append(osr.vars(srv), vars...)
+
 	env := environment(srv, proxy, vars)
 	p, err := lambdatest.Start(ctx, lambdatest.Config{
 		Extensions:      []string{o.extension},
@@ -446,6 +458,12 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 		r.rssPeakKB = peak.maxKB()
 		row += fmt.Sprintf(" rss_peak_mb=%.1f", float64(r.rssPeakKB)/1024)
 	}
+	// OpenSearch alongside S3 (scenarios_opensearch.go)
+	osRow, osLost, err := osr.account(ctx, r.ledger, c.Emitted)
+	if err != nil {
+		return "", 0, err
+	}
+	row += osRow
 	if sc.check != nil {
 		extra, err := sc.check(r)
 		if extra != "" {
@@ -458,7 +476,7 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 	}
 	// Lines a refused POST carried must stay with the sender: Lambda sends
 	// them again, so delivering them too is as wrong as a loss.
-	return row, c.Lost + c.Refused, nil
+	return row, c.Lost + c.Refused + osLost, nil
 }
 
 // environment is the extension's: the S3 server's credentials, region and

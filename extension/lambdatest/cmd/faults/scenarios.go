@@ -227,6 +227,9 @@ func scenarios() []scenario {
 		slowEvictionDeadline(),
 		badSpillEntries(),
 		listenerFlood(),
+		opensearch429Items(),
+		opensearch503Storm(),
+		opensearchDownThenUp(),
 	}
 }
 
