@@ -14,7 +14,7 @@ HOSTARCH  := $(shell $(GO) env GOARCH)
 
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build layer publish cost run test athena faults check lint bench tools clean opensearch
+.PHONY: all build layer publish cost run run-opensearch test athena faults check lint bench tools clean opensearch
 
 all: check
 
@@ -66,15 +66,25 @@ run: tools build
 	CGO_ENABLED=0 $(GO) build -o layer/build/sample ./extension/lambdatest/sample
 	$(GO) run ./extension/lambdatest/cmd/demo -extension layer/build/$(HOSTARCH)/sluice -function layer/build/sample
 
+## run-opensearch: `make run` with OpenSearch alongside S3: a real OpenSearch
+## 2.19 node (Java 17 and Maven; the jars are fetched once, see opensearch)
+## behind the SigV4-checking proxy, the index template installed; ends with a
+## search over what was indexed
+run-opensearch: tools build opensearch
+	CGO_ENABLED=0 $(GO) build -o layer/build/sample ./extension/lambdatest/sample
+	$(GO) run ./extension/lambdatest/cmd/demo -extension layer/build/$(HOSTARCH)/sluice -function layer/build/sample -opensearch
+
 ## faults: the extension under injected S3 faults (sink down, 503 storms,
 ## 403, latency, resets, freezes, SIGKILL, split and duplicate telemetry,
-## a log storm); one accounting row per scenario, fails if a line is lost
-faults: tools build
+## a log storm) and OpenSearch faults with S3 alongside (item 429s, a 503
+## storm, the cluster down then up); one accounting row per scenario, fails
+## if a line is lost
+faults: tools build opensearch
 	CGO_ENABLED=0 $(GO) build -o layer/build/sample ./extension/lambdatest/sample
 	$(GO) run ./extension/lambdatest/cmd/faults -extension layer/build/$(HOSTARCH)/sluice -function layer/build/sample $(FAULTS_FLAGS)
 
-## test: the whole suite (starts versitygw itself), then the Athena proof
-test: tools
+## test: the whole suite (starts versitygw and an OpenSearch node itself), then the Athena proof
+test: tools opensearch
 	$(GO) test -race -count=1 -timeout 15m -tags parquet ./...
 	$(GO) test -count=1 ./buffer/ ./sinks/ ./extension/
 	$(MAKE) athena

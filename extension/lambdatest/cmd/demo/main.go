@@ -5,6 +5,10 @@
 // Its last line is
 //
 //	sluice run: emitted=<N> archived=<M> lost=<K> objects=<O> ratio=<R>
+//
+// With -opensearch (`make run-opensearch`) sluice also indexes every line in
+// a real OpenSearch node (see opensearch.go); the demo ends with a search
+// over the index, and its last line adds indexed=<I> index_lost=<L>.
 package main
 
 import (
@@ -36,12 +40,17 @@ func main() {
 	n := flag.Int("invocations", 60, "invocations to run")
 	keep := flag.Bool("keep", false, "keep the work directory (the archive) after the run")
 	pr := pricesFlags(flag.CommandLine)
+	withOS := flag.Bool("opensearch", false, "index in a real OpenSearch node as well (Java 17 and Maven; see make opensearch)")
+	template := flag.String("template", "layer/opensearch/index-template.json", "the index template installed on the node (with -opensearch)")
 	flag.Parse()
 	if *ext == "" || *fn == "" {
 		fmt.Fprintln(os.Stderr, "usage: demo -extension PATH_TO_SLUICE -function BOOTSTRAP [-invocations N] [-keep]")
 		os.Exit(2)
 	}
-	if err := run(*ext, *fn, *n, *keep, pr); err != nil {
+	if !*withOS {
+		*template = ""
+	}
+	if err := run(*ext, *fn, *n, *keep, pr, *template); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice run:", err)
 		os.Exit(1)
 	}
@@ -91,7 +100,8 @@ func payload(i, n int) []byte {
 	return b
 }
 
-func run(ext, fn string, n int, keep bool, pr *prices) error {
+// run runs the demo; with a template it indexes in OpenSearch as well.
+func run(ext, fn string, n int, keep bool, pr *prices, template string) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "sluice-run-")
 	if err != nil {
@@ -118,6 +128,14 @@ func run(ext, fn string, n int, keep bool, pr *prices) error {
 		// uploads during invocations as well as at SHUTDOWN.
 		"SLUICE_BATCH_MAX_BYTES=256KiB",
 	)
+	var osd *osDemo
+	if template != "" {
+		if osd, err = startOpenSearch(ctx, work, template, srv); err != nil {
+			return fmt.Errorf("start OpenSearch: %w", err)
+		}
+		defer osd.close()
+		env = append(env, osd.vars(srv)...)
+	}
 	// The caller's settings come last and win.
 	user := userVars(os.Environ())
 	env = append(env, user...)
@@ -210,7 +228,25 @@ func run(ext, fn string, n int, keep bool, pr *prices) error {
 		fmt.Printf("fallback: %d lines written to stdout instead of the archive\n", fallback)
 	}
 	showLogs(ctx, ext, srv, a)
-	fmt.Printf("sluice run: emitted=%d archived=%d lost=%d objects=%d ratio=%.2f\n", emitted, a.lines, lost, len(a.keys), ratio)
+	if osd == nil {
+		fmt.Printf("sluice run: emitted=%d archived=%d lost=%d objects=%d ratio=%.2f\n", emitted, a.lines, lost, len(a.keys), ratio)
+	} else {
+		indexed, dups, err := osd.indexed(ctx)
+		if err != nil {
+			return err
+		}
+		if err := osd.answer(ctx, srv); err != nil {
+			return err
+		}
+		// Lines dropped by sampling or level are in neither place; the
+		// fallback rows may be either path's.
+		indexLost := emitted - (indexed - dups) - fallback - a.dropped
+		fmt.Printf("sluice run: emitted=%d archived=%d lost=%d objects=%d ratio=%.2f indexed=%d index_lost=%d\n",
+			emitted, a.lines, lost, len(a.keys), ratio, indexed-dups, indexLost)
+		if indexLost != 0 || dups > 0 {
+			return errors.New("the index does not hold every emitted line exactly once")
+		}
+	}
 	if lost != 0 || a.duplicates > 0 || a.corrupt > 0 {
 		return errors.New("the archive does not hold every emitted line exactly once")
 	}
