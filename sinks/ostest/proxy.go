@@ -87,6 +87,8 @@ type ProxyStats struct {
 	Resets        int // connections closed
 	MaxWireBody   int // largest request body received
 	MaxBulkBody   int // largest _bulk body after gzip decoding
+	WireBytes     int // request bodies received, in total
+	BulkBytes     int // _bulk bodies after gzip decoding, in total
 }
 
 // Proxy is a TLS front end to a node.
@@ -177,6 +179,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.stats.Requests++
 	p.stats.MaxWireBody = max(p.stats.MaxWireBody, len(body))
+	p.stats.WireBytes += len(body)
 	f := p.faults
 	p.mu.Unlock()
 
@@ -335,7 +338,10 @@ func (p *Proxy) bulk(w http.ResponseWriter, r *http.Request, body []byte, f Faul
 			return
 		}
 	}
-	p.count(func(s *ProxyStats) { s.MaxBulkBody = max(s.MaxBulkBody, len(body)) })
+	p.count(func(s *ProxyStats) {
+		s.MaxBulkBody = max(s.MaxBulkBody, len(body))
+		s.BulkBytes += len(body)
+	})
 	items, err := parseBulk(body)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"type": "illegal_argument_exception", "reason": err.Error()}, "status": 400})

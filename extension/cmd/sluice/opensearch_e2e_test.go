@@ -498,3 +498,52 @@ func jsonEqual() gocmp.Option {
 		return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && gocmp.Equal(x, y)
 	})
 }
+
+// TestInitTimeBySink measures the extension's own init time (its "ready"
+// line's init_ms, process start to ready) with each sink configuration,
+// median of 21 starts. It runs when SLUICE_TEST_MEASURE is set.
+func TestInitTimeBySink(t *testing.T) {
+	if os.Getenv("SLUICE_TEST_MEASURE") == "" {
+		t.Skip("set SLUICE_TEST_MEASURE=1 to measure")
+	}
+	srv := s3test.Start(t)
+	// Init sends nothing to OpenSearch: the proxy needs no node behind it.
+	proxy := ostest.NewProxy(t, "http://127.0.0.1:1", ostest.ProxyConfig{Service: "es"})
+	certFile := filepath.Join(t.TempDir(), "proxy.pem")
+	if err := os.WriteFile(certFile, proxy.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, sink string }{
+		{"s3", "s3://" + srv.Bucket + "/archive"},
+		{"opensearch", proxy.URL + "/init"},
+		{"both", "s3://" + srv.Bucket + "/archive," + proxy.URL + "/init"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var ms []float64
+			for range 21 {
+				p, err := lambdatest.Start(context.Background(), lambdatest.Config{
+					Extensions: []string{binaries.sluice},
+					Runtime:    []string{binaries.sample},
+					Env: append(srv.Env(), "SLUICE_SINK="+tt.sink, "SLUICE_LISTEN_ADDR=127.0.0.1:0",
+						"SLUICE_SPILL_DIR="+t.TempDir(), "SSL_CERT_FILE="+certFile),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				v := -1.0
+				for _, l := range p.ExtensionLines() {
+					if _, rest, ok := strings.Cut(l, " init_ms="); ok && strings.Contains(l, "msg=ready") {
+						fmt.Sscanf(rest, "%g", &v)
+					}
+				}
+				p.Close()
+				if v < 0 {
+					t.Fatalf("no ready line with init_ms: %q", p.ExtensionLines())
+				}
+				ms = append(ms, v)
+			}
+			slices.Sort(ms)
+			t.Logf("init_ms median %.2f (min %.2f, max %.2f) over %d starts", ms[len(ms)/2], ms[0], ms[len(ms)-1], len(ms))
+		})
+	}
+}

@@ -109,6 +109,10 @@ func (d *osDemo) indexed(ctx context.Context) (lines, duplicates int, err error)
 	if err != nil {
 		return 0, 0, err
 	}
+	if ps := d.proxy.Stats(); len(srcs) > 0 {
+		fmt.Printf("\nindex: %d documents in %d _bulk requests; %s of NDJSON sent as %s gzipped (%.1fx), %.0f bytes on the wire per document\n",
+			len(srcs), ps.Bulks, size(ps.BulkBytes), size(ps.WireBytes), float64(ps.BulkBytes)/float64(max(ps.WireBytes, 1)), float64(ps.WireBytes)/float64(len(srcs)))
+	}
 	seen := map[string]bool{}
 	for _, src := range srcs {
 		var doc struct{ Type, Message string }
