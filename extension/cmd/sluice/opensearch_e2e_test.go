@@ -82,6 +82,22 @@ type osOptions struct {
 	query  string        // options of the OpenSearch URL, e.g. "bulk_bytes=64KiB"
 	withS3 bool          // archive to S3 as well (SLUICE_SINK lists both)
 	faults ostest.Faults // from the start
+	// keepIndex keeps the documents of an earlier run (-count) in the
+	// index, or an index the test made.
+	keepIndex bool
+}
+
+// resetIndex deletes the index (a name, or a pattern: its placeholders
+// become wildcards) left by an earlier run of the test (-count=N).
+func resetIndex(t *testing.T, node *ostest.Node, pattern string) {
+	t.Helper()
+	name := pattern
+	if i := strings.IndexByte(name, '%'); i >= 0 {
+		name = name[:i] + "*"
+	}
+	if err := node.Do(context.Background(), "DELETE", "/"+name+"?ignore_unavailable=true", "", nil); err != nil {
+		t.Fatalf("delete index %s: %v", name, err)
+	}
 }
 
 // startOpenSearch starts versitygw, a proxy to the node that checks es
@@ -100,6 +116,9 @@ func startOpenSearch(t *testing.T, o osOptions) *osEnv {
 	index := o.index
 	if index == "" {
 		index = "e2e-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	}
+	if !o.keepIndex {
+		resetIndex(t, node, index)
 	}
 	sink := proxy.URL + "/" + index
 	if o.query != "" {
@@ -336,10 +355,11 @@ func types(rows []buffer.Row) map[string]int {
 func TestOpenSearchDeadLetter(t *testing.T) {
 	node := needNode(t)
 	const index = "e2e-deadletter"
+	resetIndex(t, node, index)
 	if err := node.Do(context.Background(), "PUT", "/"+index, `{"mappings":{"properties":{"error_type":{"type":"long"}}}}`, nil); err != nil {
 		t.Fatal(err)
 	}
-	e := startOpenSearch(t, osOptions{index: index, withS3: true})
+	e := startOpenSearch(t, osOptions{index: index, withS3: true, keepIndex: true})
 	e.workload(6) // invocation 3 fails: its runtimeDone and report rows carry error_type
 	e.shutdown()
 	rows := e.indexed(index)
