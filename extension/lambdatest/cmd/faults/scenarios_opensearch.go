@@ -26,6 +26,8 @@ import (
 	"github.com/sluice-logs/sluice/sinks/s3test"
 )
 
+// opensearch429Items: 10% of the items answered 429 inside a 200 on their
+// first try; only those are sent again.
 func opensearch429Items() scenario {
 	st := &osScenario{faults: ostest.Faults{ItemRejectPercent: 10}}
 	return scenario{
@@ -35,6 +37,8 @@ func opensearch429Items() scenario {
 	}
 }
 
+// opensearch503Storm: 25 whole requests answered 503 in a row while the
+// function runs, then a healthy cluster.
 func opensearch503Storm() scenario {
 	st := &osScenario{}
 	return scenario{
@@ -54,6 +58,9 @@ func opensearch503Storm() scenario {
 	}
 }
 
+// opensearchDownThenUp: every connection to the cluster reset for 8 s
+// (batches wait, spill and are replayed), then a healthy cluster; the
+// archive is never held back.
 func opensearchDownThenUp() scenario {
 	st := &osScenario{}
 	return scenario{
