@@ -349,6 +349,34 @@ func types(rows []buffer.Row) map[string]int {
 	return m
 }
 
+// Archive everything, index WARN and above (min_level): S3 holds every
+// line once, the index exactly the lines at WARN or above, and the rows
+// without a level (platform events).
+func TestOpenSearchMinLevel(t *testing.T) {
+	e := startOpenSearch(t, osOptions{withS3: true, query: "min_level=WARN", options: options{logFormat: "JSON"}})
+	e.workload(7) // invocation 5 logs its JSON lines at ERROR
+	e.shutdown()
+	archived, _ := e.archive()
+	e.checkExactlyOnce(archived)
+	rows := e.indexed(e.index)
+	warn := &env{t: t, srv: e.srv, p: e.p, want: map[string]buffer.Row{}}
+	for id, r := range e.want {
+		if l, ok := buffer.ParseLevelName(r.Level); ok && l >= buffer.LevelWarn {
+			warn.want[id] = r
+		}
+	}
+	if len(warn.want) == 0 || len(warn.want) == len(e.want) {
+		t.Fatalf("%d of %d lines at WARN or above: the workload does not test the filter", len(warn.want), len(e.want))
+	}
+	warn.checkExactlyOnce(rows)
+	want := types(archived)
+	want["function"] = len(warn.want)
+	got := types(rows)
+	if diff := gocmp.Diff(want, got); diff != "" {
+		t.Errorf("indexed rows by type (-want +got):\n%s", diff)
+	}
+}
+
 // A row the index refuses (its mapping says error_type is a number) is
 // archived in S3 as a sluice.deadletter row with the reason and the row;
 // everything else is indexed once.
