@@ -82,6 +82,9 @@ type osOptions struct {
 	query  string        // options of the OpenSearch URL, e.g. "bulk_bytes=64KiB"
 	withS3 bool          // archive to S3 as well (SLUICE_SINK lists both)
 	faults ostest.Faults // from the start
+	// serverless makes the proxy act as a Serverless time-series
+	// collection checking aoss signatures (the URL then needs service=aoss).
+	serverless bool
 	// keepIndex keeps the documents of an earlier run (-count) in the
 	// index, or an index the test made.
 	keepIndex bool
@@ -107,7 +110,11 @@ func startOpenSearch(t *testing.T, o osOptions) *osEnv {
 	t.Helper()
 	node := needNode(t)
 	srv := s3test.Start(t)
-	proxy := ostest.NewProxy(t, node.URL, ostest.ProxyConfig{Service: "es", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	pc := ostest.ProxyConfig{Service: "es", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+	if o.serverless {
+		pc.Service, pc.Serverless = "aoss", true
+	}
+	proxy := ostest.NewProxy(t, node.URL, pc)
 	proxy.SetFaults(o.faults)
 	certFile := filepath.Join(t.TempDir(), "proxy.pem")
 	if err := os.WriteFile(certFile, proxy.CertPEM(), 0o644); err != nil {
@@ -291,6 +298,17 @@ func TestOpenSearchIndexedOnce(t *testing.T) {
 				}
 				if ps.TooLarge == 0 {
 					t.Error("no body refused with 413: the split was not exercised")
+				}
+			},
+		},
+		{
+			// A Serverless collection refuses client ids: none are sent,
+			// and only the items answered 429 are sent again.
+			name: "serverless-429",
+			o:    osOptions{serverless: true, query: "service=aoss", faults: ostest.Faults{ItemRejectPercent: 10}},
+			checks: func(t *testing.T, ps ostest.ProxyStats) {
+				if ps.IDsRefused > 0 || ps.ItemsRejected < 20 {
+					t.Errorf("the proxy refused %d ids and answered %d items 429: want none, and about 10%% of them", ps.IDsRefused, ps.ItemsRejected)
 				}
 			},
 		},
