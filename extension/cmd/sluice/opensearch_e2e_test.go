@@ -137,7 +137,7 @@ func startOpenSearch(t *testing.T, o osOptions) *osEnv {
 	vars := append(srv.Env(),
 		"SLUICE_SINK="+sink,
 		"SLUICE_LISTEN_ADDR=127.0.0.1:0",
-		"SLUICE_SPILL_DIR="+t.TempDir(),
+		"SLUICE_SPILL_DIR="+filepath.Join(t.TempDir(), "sluice-spill"),
 		// Go reads the roots from SSL_CERT_FILE on Linux: the proxy's
 		// certificate is verified as a domain's would be.
 		"SSL_CERT_FILE="+certFile,
@@ -591,7 +591,7 @@ func TestInitTimeBySink(t *testing.T) {
 					Extensions: []string{binaries.sluice},
 					Runtime:    []string{binaries.sample},
 					Env: append(srv.Env(), "SLUICE_SINK="+tt.sink, "SLUICE_LISTEN_ADDR=127.0.0.1:0",
-						"SLUICE_SPILL_DIR="+t.TempDir(), "SSL_CERT_FILE="+certFile),
+						"SLUICE_SPILL_DIR="+filepath.Join(t.TempDir(), "sluice-spill"), "SSL_CERT_FILE="+certFile),
 				})
 				if err != nil {
 					t.Fatal(err)
