@@ -218,15 +218,24 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 // archivePath is the archive's delivery path when OpenSearch paths
 // dead-letter into it. At SHUTDOWN the runner closes every path at once;
 // the archive, usually done first, would leave the dead-letters of a path
-// still indexing to stdout. Its Close delivers what waits, waits for those
-// paths to close (within ctx), then closes, delivering their dead-letters.
+// still indexing to stdout. Its Close delivers what waits (leaving the
+// time writing it to the fallback would take, as Durable.Close does),
+// waits for those paths to close (within ctx), then closes, delivering
+// their dead-letters.
 type archivePath struct {
 	*sinks.Durable
 	feeders []*sinks.Durable
 }
 
 func (a archivePath) Close(ctx context.Context) error {
-	a.Deliver(ctx, nil)
+	window := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		keep := time.Duration(a.Stats().WaitingRawBytes * int64(time.Second) / sinks.DefaultFallbackRate)
+		var cancel context.CancelFunc
+		window, cancel = context.WithDeadline(ctx, deadline.Add(-keep))
+		defer cancel()
+	}
+	a.Deliver(window, nil)
 	for _, f := range a.feeders {
 		select {
 		case <-f.Done():
