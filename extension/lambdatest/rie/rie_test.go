@@ -128,10 +128,9 @@ func TestManagedInstances(t *testing.T) {
 	if err := copyFile(ca, srv.CAFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// sluice creates its spill directory itself (as uid 993, mode 0700):
+	// it refuses one another user owns.
 	spill := filepath.Join(dir, "sluice-spill")
-	if err := os.Mkdir(spill, 0o777); err != nil {
-		t.Fatal(err)
-	}
 	listen, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +143,7 @@ func TestManagedInstances(t *testing.T) {
 		"SLUICE_LISTEN_ADDR=sandbox.localdomain:"+port,
 		"SLUICE_SPILL_DIR="+spill,
 		"SLUICE_BATCH_MAX_AGE=1s",
+		"SLUICE_BATCH_MIN_BYTES=0", // seal at the age bound, however small
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -322,7 +322,7 @@ func TestDefaultModeTelemetryUnavailable(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	var files []string
 	for _, en := range entries {
-		if en.Name() != "spill" {
+		if en.Name() != "sluice-spill" { // made at init, empty
 			files = append(files, en.Name())
 		}
 	}
