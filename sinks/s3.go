@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -171,6 +172,66 @@ func NewS3Client(ctx context.Context, region string) (*s3.Client, error) {
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.UsePathStyle = custom
 	}), nil
+}
+
+// LazyS3Client is the S3 client of the extension: a PutObjectAPI that
+// loads the SDK configuration and builds its client (NewS3Client) at the
+// first upload instead of at init. Loading it takes about a third of
+// sluice's init CPU (the configuration chain, and with AWS_CA_BUNDLE the
+// certificate bundle), and init is billed and delays the function's
+// first invocation; the first upload comes later, while the function runs.
+//
+// A client that fails to build is not kept: the error is returned by
+// PutObject and the next call tries again.
+type LazyS3Client struct {
+	region string
+	mu     sync.Mutex
+	client *s3.Client
+}
+
+// NewLazyS3Client returns a client for region that is built at its first
+// use. With no region (AWS_REGION unset, which Lambda never does) it
+// builds the client at once, so that a region found nowhere, not even in
+// the shared configuration files, fails init as NewS3Client does.
+func NewLazyS3Client(ctx context.Context, region string) (*LazyS3Client, error) {
+	c := &LazyS3Client{region: region}
+	if region == "" {
+		cl, err := NewS3Client(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		c.client = cl
+	}
+	return c, nil
+}
+
+// PutObject builds the client if it is not built yet, then puts.
+func (c *LazyS3Client) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	cl, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cl.PutObject(ctx, in, opts...)
+}
+
+// Built reports whether the client has been built.
+func (c *LazyS3Client) Built() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.client != nil
+}
+
+func (c *LazyS3Client) get(ctx context.Context) (*s3.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client == nil {
+		cl, err := NewS3Client(ctx, c.region)
+		if err != nil {
+			return nil, err
+		}
+		c.client = cl
+	}
+	return c.client, nil
 }
 
 func newRetryer() aws.Retryer {
