@@ -41,6 +41,10 @@ type emuSetup struct {
 	archive  func(run int) (*archived, error) // what run archived; nil: not counted
 	quotaArg func(ext string) []string        // argv running ext (maybe through a wrapper)
 	timeout  time.Duration
+	noFreeze bool
+	// beforeShutdown, when not nil, runs with the extension's pid after
+	// the last invocation.
+	beforeShutdown func(pid int) error
 }
 
 // runEmulator runs one environment with one extension.
@@ -55,6 +59,7 @@ func runEmulator(ctx context.Context, s *emuSetup, ext string, run, lines, invoc
 		FunctionName: "bench",
 		LogFormat:    "JSON",
 		Timeout:      s.timeout,
+		NoFreeze:     s.noFreeze,
 	})
 	if err != nil {
 		r.err = fmt.Errorf("%s: start: %w", ext, err)
@@ -112,6 +117,12 @@ func runEmulator(ctx context.Context, s *emuSetup, ext string, run, lines, invoc
 	r.ticks, _ = procCPU(pid)
 	r.ticks -= tick0
 	_, r.hwmKB, _ = memKB(pid)
+	if s.beforeShutdown != nil {
+		if err := s.beforeShutdown(pid); err != nil {
+			r.err = err
+			return r
+		}
+	}
 	sd, err := p.Shutdown(ctx, "spindown")
 	if err != nil {
 		r.err = fmt.Errorf("%s: shutdown: %w", ext, err)

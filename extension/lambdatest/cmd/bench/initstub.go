@@ -19,6 +19,7 @@ type initResult struct {
 	init     time.Duration // exec to the first /event/next
 	initCPU  time.Duration // CPU used by then
 	rssKB    int64         // VmRSS at the first /event/next
+	anonKB   int64         // its anonymous part (heap, stacks); the rest is the binary's pages
 	shutdown time.Duration // SHUTDOWN handed out to process exit, idle
 }
 
@@ -29,6 +30,12 @@ type initResult struct {
 // that execs the extension (the CPU quota mode does). The extension is
 // then given SHUTDOWN and its exit is timed.
 func measureInit(ctx context.Context, name string, argv, env []string) (*initResult, error) {
+	return measureInitHook(ctx, name, argv, env, nil)
+}
+
+// measureInitHook is measureInit, calling afterInit (when not nil) with
+// the extension's pid once init is measured, before SHUTDOWN.
+func measureInitHook(ctx context.Context, name string, argv, env []string, afterInit func(pid int) error) (*initResult, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("init stub: %w", err)
@@ -110,7 +117,16 @@ func measureInit(ctx context.Context, name string, argv, env []string) (*initRes
 	mu.Unlock()
 	pid := cmd.Process.Pid
 	res.initCPU, _ = schedCPU(pid)
-	res.rssKB, _, _ = memKB(pid)
+	if m, err := status(pid); err == nil {
+		res.rssKB, res.anonKB = m["VmRSS"], m["RssAnon"]
+	}
+	if afterInit != nil {
+		if err := afterInit(pid); err != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			return nil, err
+		}
+	}
 	sdStart := time.Now()
 	close(shutdown)
 	select {

@@ -67,9 +67,16 @@ func schedCPU(pid int) (time.Duration, error) {
 
 // memKB reads VmRSS and VmHWM (peak RSS) of /proc/PID/status, in KiB.
 func memKB(pid int) (rss, hwm int64, err error) {
+	m, err := status(pid)
+	return m["VmRSS"], m["VmHWM"], err
+}
+
+// status reads the kB figures of /proc/PID/status.
+func status(pid int) (map[string]int64, error) {
+	m := map[string]int64{}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of %d: %w", pid, err)
+		return nil, fmt.Errorf("read memory of %d: %w", pid, err)
 	}
 	for line := range bytes.Lines(b) {
 		k, rest, ok := bytes.Cut(line, []byte(":"))
@@ -80,15 +87,11 @@ func memKB(pid int) (rss, hwm int64, err error) {
 		if len(f) == 0 {
 			continue
 		}
-		v, _ := strconv.ParseInt(string(f[0]), 10, 64)
-		switch string(k) {
-		case "VmRSS":
-			rss = v
-		case "VmHWM":
-			hwm = v
+		if v, err := strconv.ParseInt(string(f[0]), 10, 64); err == nil {
+			m[string(k)] = v
 		}
 	}
-	return rss, hwm, nil
+	return m, nil
 }
 
 // cpuModel names the processor for the table's header.
