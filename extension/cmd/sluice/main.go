@@ -64,6 +64,9 @@ func run() int {
 	}
 	fallback := sinks.NewFallback(os.Stdout)
 	buffering := telemetry.DefaultBuffering()
+	if cfg.Flush == extension.FlushInvoke {
+		buffering = telemetry.InvokeBuffering()
+	}
 
 	runner := &extension.Runner{
 		Name:      filepath.Base(os.Args[0]),
