@@ -123,7 +123,7 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 	switch cfg.Sink.Scheme {
 	case "s3":
 		layout.Prefix = cfg.Sink.Prefix
-		s3c, err := sinks.NewLazyS3Client(ctx, os.Getenv("AWS_REGION"))
+		s3c, err := sinks.NewLazyS3Client(os.Getenv("AWS_REGION"))
 		if err != nil {
 			return nil, fmt.Errorf("SLUICE_SINK=%q: %w", cfg.Sink, err)
 		}

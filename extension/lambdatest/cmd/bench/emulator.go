@@ -30,6 +30,7 @@ type runResult struct {
 	emitted      int64 // function lines the platform produced
 	delivered    int64 // function rows in the archive; -1 when not counted
 	posts        int64
+	retries      int64 // telemetry POSTs sent again (a failed or frozen POST)
 	raw, stored  int64 // archived NDJSON and object bytes
 	err          error
 }
@@ -133,6 +134,7 @@ func runEmulator(ctx context.Context, s *emuSetup, ext string, run, lines, invoc
 	st := p.Stats()
 	r.emitted = st.FunctionLines
 	r.posts = st.Posts
+	r.retries = st.PostRetries
 	if s.archive != nil && ext == "sluice" {
 		a, err := s.archive(run)
 		if err != nil {

@@ -53,8 +53,10 @@ func TestHarness(t *testing.T) {
 		t.Fatal(err)
 	}
 	setup := &emuSetup{
-		runtime:  []string{self},
-		env:      func(string, int) []string { return []string{"BENCH_TEST_RUNTIME=1", "NULLEXT_BUFFERING=" + nullBuffering} },
+		runtime: []string{self},
+		env: func(string, int) []string {
+			return []string{"BENCH_TEST_RUNTIME=1", "NULLEXT_BUFFERING=" + nullBuffering}
+		},
 		quotaArg: func(string) []string { return []string{null} },
 		timeout:  5 * time.Second,
 	}

@@ -47,6 +47,7 @@ type options struct {
 	quota      bool
 	quotaSecs  int
 	asRuntime  bool
+	env        []string // extra K=V for sluice
 	profile    string
 	corpusSize int
 }
@@ -60,6 +61,13 @@ func main() {
 	flag.BoolVar(&o.quota, "quota", false, "run under Lambda-sized CPU quotas (cgroup) instead of the table")
 	flag.IntVar(&o.quotaSecs, "quota-seconds", 20, "seconds of logs per quota run")
 	flag.StringVar(&o.profile, "profile", "", "write CPU and allocation profiles of sluice's init and of 1,000 lines per invocation under this directory, instead of the table")
+	flag.Func("env", "K=V added to sluice's environment (repeatable), e.g. -env GOGC=50 to try a setting", func(kv string) error {
+		if !strings.Contains(kv, "=") {
+			return errors.New("want K=V")
+		}
+		o.env = append(o.env, kv)
+		return nil
+	})
 	flag.BoolVar(&o.asRuntime, "as-runtime", false, "act as the function's runtime (used by the benchmark itself)")
 	flag.IntVar(&o.corpusSize, "corpus", 0, "corpus lines (default 20000, 5000 with -short)")
 	flag.Parse()
@@ -239,15 +247,16 @@ const nullBuffering = `{"maxItems":10000,"maxBytes":1048576,"timeoutMs":25}`
 
 // extEnv is the environment of an extension in run: sluice gets its sink
 // and spill directory, nullext its buffering.
-func extEnv(work string, sinkEnv func(int) []string) func(ext string, run int) []string {
+func extEnv(work string, sinkEnv func(int) []string, extra []string) func(ext string, run int) []string {
 	return func(ext string, run int) []string {
 		if ext == "null" {
 			return []string{"NULLEXT_BUFFERING=" + nullBuffering}
 		}
-		return append(sinkEnv(run),
+		env := append(sinkEnv(run),
 			"SLUICE_LISTEN_ADDR=127.0.0.1:0",
 			"SLUICE_SPILL_DIR="+filepath.Join(work, "spill", itoa(run)),
 		)
+		return append(env, extra...)
 	}
 }
 
@@ -401,7 +410,7 @@ func runTable(ctx context.Context, o options, w io.Writer) error {
 
 	// Init against the stub.
 	argv := map[string][]string{"sluice": {bins.sluice}, "null": {bins.null}}
-	env := extEnv(work, sinkEnv)
+	env := extEnv(work, sinkEnv, o.env)
 	reps := 15
 	if o.short {
 		reps = 3

@@ -123,7 +123,7 @@ func runProfile(ctx context.Context, o options, dir string, w io.Writer) error {
 		return err
 	}
 	defer stop()
-	env := extEnv(work, sinkEnv)
+	env := extEnv(work, sinkEnv, o.env)
 	initDir, runDir := filepath.Join(dir, "init"), filepath.Join(dir, "run")
 	for _, d := range []string{initDir, runDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

@@ -120,7 +120,7 @@ func runQuota(ctx context.Context, o options, w io.Writer) error {
 	}
 	defer stop()
 	header(w, o, c, sinkDesc)
-	env := extEnv(work, sinkEnv)
+	env := extEnv(work, sinkEnv, o.env)
 	avgLine := c.bytes / len(c.lines)
 	const pace = 100 * time.Millisecond // one 100 ms invocation after another
 	invocations := max(o.quotaSecs*int(time.Second/pace), 1)
