@@ -140,9 +140,4 @@ func measureInitHook(ctx context.Context, name string, argv, env []string, after
 	return res, nil
 }
 
-// envWith returns base plus kv, later entries winning.
-func envWith(base []string, kv ...string) []string {
-	return append(append(base[:0:0], base...), kv...)
-}
-
 func itoa(n int) string { return strconv.Itoa(n) }
