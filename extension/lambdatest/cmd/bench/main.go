@@ -435,7 +435,7 @@ func runTable(ctx context.Context, o options, w io.Writer) error {
 	// Each invocation lasts 100 ms and logs as it goes: telemetry then
 	// arrives in several POSTs per invocation, as in Lambda.
 	type load struct{ lines, invocations int }
-	loads := []load{{1, 100}, {10, 100}, {1000, 30}}
+	loads := []load{{1, 100}, {10, 100}, {1000, 60}}
 	if o.short {
 		loads = []load{{1, 15}, {10, 15}, {1000, 5}}
 	}
