@@ -411,7 +411,7 @@ func runTable(ctx context.Context, o options, w io.Writer) error {
 	// Init against the stub.
 	argv := map[string][]string{"sluice": {bins.sluice}, "null": {bins.null}}
 	env := extEnv(work, sinkEnv, o.env)
-	reps := 15
+	reps := 40
 	if o.short {
 		reps = 3
 	}
