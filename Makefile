@@ -107,9 +107,14 @@ lint:
 ## check: everything a change must pass
 check: lint test
 
-## bench: the hot-path benchmarks
-bench:
-	$(GO) test -tags parquet -run '^$$' -bench . -benchmem -count 5 ./buffer/ ./extension/... ./sinks/
+## bench: one table of what sluice costs, each figure beside a reference
+## measured in the same run (zstd alone; a do-nothing extension), see
+## README "Performance". BENCH_FLAGS=-short is CI's quick run (< 60 s),
+## -quota the Lambda-sized CPU mode (root, cgroups), -profile DIR writes
+## CPU and allocation profiles; the Go micro-benchmarks are
+## go test -run '^$$' -bench . -benchmem ./buffer/ ./extension/... ./sinks/
+bench: tools
+	$(GO) run ./extension/lambdatest/cmd/bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf layer/build layer/dist

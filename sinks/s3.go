@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -142,9 +143,10 @@ type httpStatusError interface {
 	HTTPStatusCode() int
 }
 
-// NewS3Client returns an S3 client built from the default configuration
-// chain (environment, shared files, the Lambda role's credentials). region
-// overrides AWS_REGION when not empty.
+// NewS3Client returns an S3 client built from the SDK's default
+// configuration chain (environment, shared files and profiles, the Lambda
+// role's credentials): the extension and `sluice logs` on a laptop share
+// it. region overrides AWS_REGION when not empty.
 //
 // When an endpoint is configured (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL,
 // e.g. MinIO or versitygw), the client addresses buckets by path, which such
@@ -171,6 +173,88 @@ func NewS3Client(ctx context.Context, region string) (*s3.Client, error) {
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.UsePathStyle = custom
 	}), nil
+}
+
+var errNoCredentials = errors.New("s3 client: no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_CONTAINER_CREDENTIALS_FULL_URI)")
+
+// cmpOr returns the first non-empty string.
+func cmpOr(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// LazyS3Client is the S3 client of the extension: a PutObjectAPI that
+// builds its client (NewS3Client) at the first upload instead of at init.
+// Building it took about a third of sluice's init CPU (and parsing
+// AWS_CA_BUNDLE, when set, more), and init is billed and delays the
+// function's first invocation; the first upload comes later, while the
+// function runs.
+//
+// A client that fails to build is not kept: the error is returned by
+// PutObject and the next call tries again.
+type LazyS3Client struct {
+	region string
+	mu     sync.Mutex
+	client *s3.Client
+}
+
+// NewLazyS3Client returns a client for region (else AWS_REGION or
+// AWS_DEFAULT_REGION) that is built at its first use. What can be checked
+// without building it is checked now, so that a missing region or
+// credentials, or an AWS_CA_BUNDLE that does not exist, fail init with the
+// variable's name.
+func NewLazyS3Client(region string) (*LazyS3Client, error) {
+	region = cmpOr(region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
+	var errs []error
+	if region == "" {
+		errs = append(errs, errors.New("s3 client: no region (set AWS_REGION)"))
+	}
+	if (os.Getenv("AWS_ACCESS_KEY_ID") == "" || os.Getenv("AWS_SECRET_ACCESS_KEY") == "") &&
+		os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") == "" && os.Getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") == "" {
+		errs = append(errs, errNoCredentials)
+	}
+	if f := os.Getenv("AWS_CA_BUNDLE"); f != "" {
+		if _, err := os.Stat(f); err != nil {
+			errs = append(errs, fmt.Errorf("s3 client: AWS_CA_BUNDLE=%q: %w", f, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &LazyS3Client{region: region}, nil
+}
+
+// PutObject builds the client if it is not built yet, then puts.
+func (c *LazyS3Client) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	cl, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cl.PutObject(ctx, in, opts...)
+}
+
+// Built reports whether the client has been built.
+func (c *LazyS3Client) Built() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.client != nil
+}
+
+func (c *LazyS3Client) get(ctx context.Context) (*s3.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client == nil {
+		cl, err := NewS3Client(ctx, c.region)
+		if err != nil {
+			return nil, err
+		}
+		c.client = cl
+	}
+	return c.client, nil
 }
 
 func newRetryer() aws.Retryer {

@@ -51,7 +51,7 @@ func TestSubscribe(t *testing.T) {
 				"schemaVersion": "2025-01-29",
 				"destination":   map[string]any{"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243"},
 				"types":         []any{"platform", "function"},
-				"buffering":     map[string]any{"maxItems": 10000.0, "maxBytes": 1048576.0, "timeoutMs": 25.0},
+				"buffering":     map[string]any{"maxItems": 10000.0, "maxBytes": 1048576.0, "timeoutMs": 100.0},
 			},
 		},
 		{

@@ -106,6 +106,8 @@ type request struct {
 	Big   int    `json:"big,omitempty"`
 	Fail  bool   `json:"fail,omitempty"`
 	Level string `json:"level,omitempty"`
+	// SleepMs makes the invocation last this long after its lines.
+	SleepMs int `json:"sleep_ms,omitempty"`
 }
 
 // invoke runs one invocation and records the rows its lines must become.
@@ -280,7 +282,10 @@ func TestManyInvocations(t *testing.T) {
 			isJSON := format == "JSON"
 			statuses := map[string]int{}
 			for i := range 30 {
-				req := request{Lines: 50 + i, JSON: true}
+				// 30 ms per invocation: the telemetry buffering (100 ms) then
+				// delivers records while the invocations run, as in Lambda,
+				// where functions rarely finish in a millisecond.
+				req := request{Lines: 50 + i, JSON: true, SleepMs: 30}
 				switch i {
 				case 7:
 					req.Fail = true

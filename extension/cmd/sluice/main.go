@@ -72,6 +72,9 @@ func run() int {
 	}
 	fallback := sinks.NewFallback(os.Stdout)
 	buffering := telemetry.DefaultBuffering()
+	if cfg.Flush == extension.FlushInvoke {
+		buffering = telemetry.InvokeBuffering()
+	}
 
 	var runner *extension.Runner
 	runner = &extension.Runner{
@@ -142,7 +145,7 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 		switch cfg.Sink.Scheme {
 		case "s3":
 			layout.Prefix = cfg.Sink.Prefix
-			s3c, err := sinks.NewS3Client(ctx, os.Getenv("AWS_REGION"))
+			s3c, err := sinks.NewLazyS3Client(os.Getenv("AWS_REGION"))
 			if err != nil {
 				return nil, fmt.Errorf("SLUICE_SINK=%q: %w", cfg.Sink, err)
 			}
