@@ -254,7 +254,7 @@ func extEnv(work string, sinkEnv func(int) []string, extra []string) func(ext st
 		}
 		env := append(sinkEnv(run),
 			"SLUICE_LISTEN_ADDR=127.0.0.1:0",
-			"SLUICE_SPILL_DIR="+filepath.Join(work, "spill", itoa(run)),
+			"SLUICE_SPILL_DIR="+filepath.Join(work, "sluice-spill-"+itoa(run)),
 		)
 		return append(env, extra...)
 	}
