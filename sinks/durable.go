@@ -41,6 +41,7 @@ type Durable struct {
 	held      []*buffer.Batch // oldest first
 	heldBytes int
 	heldRaw   int
+	rate      float64 // recent uploads' uncompressed bytes per second
 	backoff   backoff
 	inflight  *upload
 	window    *window
@@ -443,8 +444,8 @@ func (d *Durable) start(w *window) bool {
 		return false
 	}
 	uctx, cancel := context.WithTimeout(w.ctx, d.o.UploadTimeout)
-	if d.closing != nil {
-		// The last uploads must leave the fallback its time.
+	if d.closing != nil && d.sinkSlower() {
+		// The last uploads to a slow sink must leave the fallback its time.
 		if deadline, ok := w.ctx.Deadline(); ok {
 			taken := b // a spilled batch is still counted as waiting
 			if fromSpill {
@@ -468,6 +469,16 @@ func (d *Durable) finish(ctx context.Context, res uploadResult) {
 	u.cancel()
 	took := time.Since(u.start)
 	d.c.uploadNanos.Add(int64(took))
+	if res.err == nil && took > 0 {
+		// Uncompressed bytes per second, as the fallback's rate is: a
+		// moving average of the recent uploads.
+		r := float64(u.b.RawBytes) / took.Seconds()
+		if d.rate == 0 {
+			d.rate = r
+		} else {
+			d.rate = 0.7*d.rate + 0.3*r
+		}
+	}
 	b := u.b
 	if res.err == nil {
 		d.backoff = backoff{}
@@ -680,12 +691,23 @@ func (d *Durable) fallbackTime(b *buffer.Batch) time.Duration {
 
 // fallbackFits reports whether, at Close, there is still time for another
 // upload before what waits must go to the fallback.
+//
+// While the sink takes batches faster than the fallback would, uploading is
+// the quicker way to empty the path and the window's own deadline is the
+// only bound; only a sink slower than the fallback hands its share of the
+// time over to it.
 func (d *Durable) fallbackFits(w *window) bool {
-	if d.closing == nil {
+	if d.closing == nil || !d.sinkSlower() {
 		return true
 	}
 	deadline, ok := w.ctx.Deadline()
 	return !ok || time.Until(deadline) > d.fallbackTime(nil)
+}
+
+// sinkSlower reports whether the sink's recent uploads ran slower than
+// FallbackRate; unknown (no upload yet) counts as fast.
+func (d *Durable) sinkSlower() bool {
+	return d.o.FallbackRate > 0 && d.rate > 0 && d.rate < float64(d.o.FallbackRate)
 }
 
 // waiting is the number of batches waiting for an upload.

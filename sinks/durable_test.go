@@ -432,6 +432,31 @@ func TestDurableCloseKeepsFallbackTime(t *testing.T) {
 	})
 }
 
+// A sink faster than the fallback keeps uploading at Close: dumping the
+// backlog to stdout would take longer than sending it (found by make faults:
+// a healthy S3 sink with 20 MB waiting at SHUTDOWN sent all of it to
+// stdout).
+func TestDurableCloseFastSinkUploads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, false, DurableOptions{FallbackRate: 8 << 20, MaxHeld: 1 << 30})
+		h.primary.delay = 10 * time.Millisecond // 100 MiB/s of 1 MiB batches
+		for seq := uint64(1); seq <= 20; seq++ {
+			b := spillBatch(t, seq, 3)
+			b.RawBytes = 1 << 20
+			if err := h.d.Write(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		h.d.Close(ctx)
+		if n := len(h.primary.got()); n != 20 {
+			t.Errorf("Close uploaded %d of 20 batches to a fast sink, want all (the fallback would need 2.5 s)", n)
+		}
+		every(t, h, 20)
+	})
+}
+
 // Bad spill entries are moved aside during a window and delivery goes on
 // (defect: one unreadable entry made the replay loop spin for ever).
 func TestDurableBadSpillEntries(t *testing.T) {
