@@ -704,10 +704,12 @@ func (d *Durable) fallbackFits(w *window) bool {
 	return !ok || time.Until(deadline) > d.fallbackTime(nil)
 }
 
-// sinkSlower reports whether the sink's recent uploads ran slower than
-// FallbackRate; unknown (no upload yet) counts as fast.
+// sinkSlower reports whether the sink's recent uploads ran clearly slower
+// than FallbackRate (under half of it: the archive is the goal, stdout the
+// last resort, and small batches make an upload's rate look lower than the
+// sink's); unknown (no upload yet) counts as fast.
 func (d *Durable) sinkSlower() bool {
-	return d.o.FallbackRate > 0 && d.rate > 0 && d.rate < float64(d.o.FallbackRate)
+	return d.o.FallbackRate > 0 && d.rate > 0 && d.rate < float64(d.o.FallbackRate)/2
 }
 
 // waiting is the number of batches waiting for an upload.
