@@ -337,6 +337,12 @@ func (p *Platform) handleRuntimeNext(w http.ResponseWriter, r *http.Request) {
 	inv := e.pendingInv
 	e.pendingInv = nil
 	e.rtWaiting = false
+	p.handLocked(w, inv)
+}
+
+// handLocked answers a runtime's /invocation/next with inv. p.mu must be
+// held; it is released before the answer is written.
+func (p *Platform) handLocked(w http.ResponseWriter, inv *invocation) {
 	inv.handedAt = time.Now()
 	p.bumpLocked()
 	arn := p.functionARN()

@@ -147,15 +147,5 @@ func (p *Platform) handleRuntimeNextManaged(w http.ResponseWriter, r *http.Reque
 	}
 	inv := e.queue[0]
 	e.queue = e.queue[1:]
-	inv.handedAt = time.Now()
-	p.bumpLocked()
-	arn := p.functionARN()
-	p.mu.Unlock()
-	h := w.Header()
-	h.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
-	h.Set("Lambda-Runtime-Deadline-Ms", fmt.Sprint(inv.deadline.UnixMilli()))
-	h.Set("Lambda-Runtime-Invoked-Function-Arn", arn)
-	h.Set("Lambda-Runtime-Trace-Id", inv.traceID)
-	h.Set("Content-Type", "application/json")
-	_, _ = w.Write(inv.payload)
+	p.handLocked(w, inv)
 }
