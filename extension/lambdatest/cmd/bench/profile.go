@@ -14,7 +14,7 @@ import (
 
 // profileHook is compiled into package main of sluice through `go build
 // -overlay` in -profile mode only (the repository's code is unchanged):
-// with BENCHPROF_DIR set it profiles CPU at 2 kHz from main's init and,
+// with BENCHPROF_DIR set it profiles CPU at 250 Hz from main's init and,
 // on SIGUSR1, writes the CPU and allocation profiles of the process.
 const profileHook = `package main
 
@@ -34,7 +34,7 @@ func init() {
 		return
 	}
 	runtime.MemProfileRate = 4096
-	runtime.SetCPUProfileRate(2000)
+	runtime.SetCPUProfileRate(250)
 	pid := strconv.Itoa(os.Getpid())
 	f, err := os.Create(filepath.Join(dir, "cpu-"+pid+".pprof"))
 	if err != nil {
@@ -143,10 +143,11 @@ func runProfile(ctx context.Context, o options, dir string, w io.Writer) error {
 		beforeShutdown: func(pid int) error {
 			return dumpProfile(pid, runDir)
 		}}
-	r := runEmulator(ctx, setup, "sluice", 3100, 1000, 40, fnMs, 0)
+	r := runEmulator(ctx, setup, "sluice", 3100, 1000, 400, fnMs, 0)
 	if r.err != nil {
 		return r.err
 	}
+	fmt.Fprintf(w, "run: %d invocations of %d lines, sluice's CPU %v (schedstat), %v (utime+stime)\n", r.invocations, r.lines, r.cpu, r.ticks)
 	fmt.Fprintf(w, "profiles written; read them with\n  go tool pprof -top %s/init/cpu-*.pprof\n  go tool pprof -top -sample_index=alloc_space %s/init/allocs-*.pprof\n  go tool pprof -top %s/run/cpu-*.pprof\n", dir, dir, dir)
 
 	return nil
