@@ -70,8 +70,9 @@ func measure(budget time.Duration, lines int, pass func()) (time.Duration, float
 func zstdOptions() []zstd.EOption {
 	return []zstd.EOption{
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithWindowSize(1 << 20),
+		zstd.WithWindowSize(256 << 10),
 		zstd.WithEncoderConcurrency(1),
+		zstd.WithLowerEncoderMem(true),
 	}
 }
 

@@ -537,7 +537,7 @@ func runTable(ctx context.Context, o options, w io.Writer) error {
 	}
 	printTable(w, rows)
 	fmt.Fprintf(w, "\nreferences: in-process rows against zstd alone on the same NDJSON (%s); the others against nullext, a do-nothing extension, in the same run.\n",
-		"SpeedFastest, 1 MiB window, as the batcher")
+		"SpeedFastest, 256 KiB window, lower-memory mode, as the batcher")
 	fmt.Fprintf(w, "CPU is the extension's threads' /proc/PID/task/*/schedstat (ns) from after init to before SHUTDOWN (utime+stime ticks as a check); each invocation lasts %d ms. Took %s.\n",
 		fnMs, time.Since(started).Round(time.Second))
 	return nil
