@@ -18,10 +18,19 @@ import (
 // Timing of the lifecycle. Lambda gives extensions about 2 s at SHUTDOWN
 // (less the runtime's share) and kills them at deadlineMs.
 const (
-	// invokeMargin is kept free before an invocation's deadline: uploads
-	// still running then are abandoned (the batch is kept and retried) so
-	// that sluice never makes the function time out.
+	// invokeMargin is kept free before an invocation's deadline: sluice
+	// is back in /event/next by then whatever its uploads do (one still
+	// running goes on in the background), so that it never makes the
+	// function time out.
 	invokeMargin = 200 * time.Millisecond
+	// yieldShare and minYield bound how long an upload running when the
+	// function's runtime finishes may hold the invocation: a quarter of the
+	// invocation so far, at least 10 ms. Past that the upload goes on in the
+	// background and into the next invocation, instead of adding its whole
+	// length to this one's billed duration (on a small function's CPU a
+	// 4 MiB batch takes hundreds of ms).
+	yieldShare = 4
+	minYield   = 10 * time.Millisecond
 	// shutdownMargin is kept free before the SHUTDOWN deadline to write what
 	// was not delivered to the fallback and exit before SIGKILL.
 	shutdownMargin = 300 * time.Millisecond
@@ -331,12 +340,37 @@ func (r *Runner) invoke(ctx context.Context, s *session, requestID string, deadl
 		r.deliver(ctx, nil)
 	} else {
 		// Uploads overlap the function's own run. Once it has finished,
-		// every further upload would be billed duration: after one upload,
-		// stop there and leave the rest to the next invocations.
-		r.deliver(ctx, finished)
+		// every further upload would be billed duration: no new one starts
+		// after the window's first, and one still running holds the
+		// invocation for a share of its length at most.
+		wctx := ctx
+		if finished != nil {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			go yieldAfter(wctx, cancel, finished, time.Now())
+		}
+		r.deliver(wctx, finished)
 	}
 	if finished != nil && isClosed(finished) {
 		r.c.addedNanos.Add(int64(max(time.Since(done.At()), 0)))
+	}
+}
+
+// yieldAfter ends a delivery window (cancel) a share of the invocation's
+// length after finished closes; invoked is when the invocation began.
+func yieldAfter(ctx context.Context, cancel context.CancelFunc, finished <-chan struct{}, invoked time.Time) {
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		return
+	}
+	t := time.NewTimer(max(time.Since(invoked)/yieldShare, minYield))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		cancel()
+	case <-ctx.Done():
 	}
 }
 

@@ -25,8 +25,11 @@ import (
 //
 // One goroutine, Run, owns all of this state. Other goroutines only send it
 // requests, each of which is answered: a caller never gives up on a request
-// that was taken, and Run never works for a caller that has gone (an upload
-// cut short by its window's end hands its batch back to Run).
+// that was taken, and Run never works for a caller that has gone. An upload
+// belongs to Run, not to the window that started it: when the window ends
+// first, the upload goes on (in Lambda, into the next invocation after a
+// freeze) and its result comes back to Run; only Close's deadline and Run's
+// end cut it, and then its batch comes back too.
 type Durable struct {
 	primary Sink
 	o       DurableOptions
@@ -159,10 +162,17 @@ type window struct {
 type upload struct {
 	b         *buffer.Batch
 	fromSpill bool
-	w         *window // the window it runs in
-	cancel    context.CancelFunc
+	w         *window // the window that started it
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	release   []func() // what bounds it from outside, released when it ends
 	start     time.Time
 }
+
+// errUploadCut is the cause of an upload's context when sluice cut it
+// (Close's deadline, or Run's end): the batch is kept and the sink is not
+// blamed.
+var errUploadCut = errors.New("upload cut short by sluice")
 
 type uploadResult struct {
 	err error
@@ -226,8 +236,10 @@ func (d *Durable) Write(ctx context.Context, b *buffer.Batch) error {
 // ones first, oldest first, are uploaded one at a time until none waits or
 // the sink fails. Once stop is closed no new upload starts, except the
 // window's first (nil never closes). An upload still running when ctx ends
-// is cut short and its batch kept for later. Deliver returns when the window
-// is over and no upload of it is running, or at the latest when ctx ends.
+// goes on in the background: the next window waits for it before starting
+// another, and Close bounds it by its own deadline. Deliver returns when the
+// window is over and no upload of it is running, or at the latest when ctx
+// ends.
 func (d *Durable) Deliver(ctx context.Context, stop <-chan struct{}) DeliverResult {
 	req := deliverReq{ctx: ctx, stop: stop, reply: make(chan DeliverResult, 1)}
 	select {
@@ -238,9 +250,9 @@ func (d *Durable) Deliver(ctx context.Context, stop <-chan struct{}) DeliverResu
 		return DeliverResult{}
 	}
 	// The window ends with ctx in Run too (no upload starts under an ended
-	// context, one in flight is cut by it), but Run may be busy writing an
-	// evicted batch to the fallback: the caller's deadline is the
-	// invocation's and is never overrun for that.
+	// context), but Run may be busy writing an evicted batch to the
+	// fallback: the caller's deadline is the invocation's and is never
+	// overrun for that.
 	select {
 	case r := <-req.reply:
 		return r
@@ -303,8 +315,8 @@ func (d *Durable) Run(ctx context.Context) {
 			return
 		}
 		// A window's end and its stop need no watching: an upload in
-		// flight runs under the window's context and is cut by it, and
-		// step looks at both before starting another.
+		// flight goes on past them, step looks at both before starting
+		// another, and Deliver's caller returns at its deadline anyway.
 		closes := d.closes
 		if d.closing != nil {
 			closes = nil
@@ -342,7 +354,7 @@ func (d *Durable) wait(ctx context.Context, closes chan closeReq, retry <-chan t
 		d.startClose(req)
 	case <-ctx.Done():
 		if d.inflight != nil {
-			d.inflight.cancel()
+			d.inflight.cancel(errUploadCut)
 			d.finish(ctx, <-d.results)
 		}
 		if d.window != nil && d.window.reply != nil {
@@ -400,6 +412,18 @@ func (d *Durable) startClose(req closeReq) {
 		d.backoff.until = time.Time{}
 	}
 	d.window = &window{ctx: req.ctx}
+	if u := d.inflight; u != nil {
+		// An upload a delivery window left running: Close's deadline is
+		// its deadline too, less the fallback's time when the sink is slow.
+		bound := req.ctx
+		if deadline, ok := req.ctx.Deadline(); ok && d.sinkSlower() {
+			var cancel context.CancelFunc
+			bound, cancel = context.WithDeadline(req.ctx, deadline.Add(-d.fallbackTime(u.b)))
+			u.release = append(u.release, cancel)
+		}
+		stop := context.AfterFunc(bound, func() { u.cancel(errUploadCut) })
+		u.release = append(u.release, func() { stop() })
+	}
 }
 
 // step starts the next upload when a window allows it, and ends a window
@@ -416,7 +440,7 @@ func (d *Durable) step(ctx context.Context) {
 		w.stopped = true
 	}
 	canStart := w.ctx.Err() == nil && (!w.stopped || w.started == 0) && !time.Now().Before(d.backoff.until) && d.fallbackFits(w)
-	if canStart && d.start(w) {
+	if canStart && d.start(ctx, w) {
 		return
 	}
 	if w.reply != nil {
@@ -426,8 +450,8 @@ func (d *Durable) step(ctx context.Context) {
 }
 
 // start begins the upload of the oldest waiting batch; false when none
-// waits.
-func (d *Durable) start(w *window) bool {
+// waits. Its context is Run's (ctx), not the window's: see Durable.
+func (d *Durable) start(ctx context.Context, w *window) bool {
 	var b *buffer.Batch
 	fromSpill := false
 	if s := d.o.Spill; s != nil && s.Len() > 0 {
@@ -443,7 +467,13 @@ func (d *Durable) start(w *window) bool {
 	if b == nil {
 		return false
 	}
-	uctx, cancel := context.WithTimeout(w.ctx, d.o.UploadTimeout)
+	parent := ctx
+	if d.closing != nil {
+		parent = w.ctx // Close's deadline
+	}
+	uctx, cancel := context.WithCancelCause(parent)
+	u := &upload{b: b, fromSpill: fromSpill, w: w, ctx: uctx, cancel: cancel, start: time.Now()}
+	limit := d.o.UploadTimeout
 	if d.closing != nil && d.sinkSlower() {
 		// The last uploads to a slow sink must leave the fallback its time.
 		if deadline, ok := w.ctx.Deadline(); ok {
@@ -451,11 +481,12 @@ func (d *Durable) start(w *window) bool {
 			if fromSpill {
 				taken = nil
 			}
-			cancel()
-			uctx, cancel = context.WithDeadline(w.ctx, deadline.Add(-d.fallbackTime(taken)))
+			limit = min(limit, time.Until(deadline.Add(-d.fallbackTime(taken))))
 		}
 	}
-	d.inflight = &upload{b: b, fromSpill: fromSpill, w: w, cancel: cancel, start: time.Now()}
+	uctx, cancelTimeout := context.WithTimeout(uctx, limit)
+	u.release = append(u.release, cancelTimeout)
+	d.inflight = u
 	w.started++
 	results := d.results
 	go func() { results <- uploadResult{err: d.primary.Write(uctx, b)} }()
@@ -466,7 +497,10 @@ func (d *Durable) start(w *window) bool {
 func (d *Durable) finish(ctx context.Context, res uploadResult) {
 	u := d.inflight
 	d.inflight = nil
-	u.cancel()
+	for _, f := range u.release {
+		f()
+	}
+	u.cancel(nil)
 	took := time.Since(u.start)
 	d.c.uploadNanos.Add(int64(took))
 	if res.err == nil && took > 0 {
@@ -495,12 +529,16 @@ func (d *Durable) finish(ctx context.Context, res uploadResult) {
 		d.o.Log.Debug("uploaded", "seq", b.Seq, "records", b.Records, "bytes", len(b.Data), "ms", took.Milliseconds())
 		return
 	}
-	// Running out of the window's time, or of the time Close keeps for the
-	// fallback, is ours, not the sink's fault.
-	cut := u.w.ctx.Err() != nil || ctx.Err() != nil || d.closing != nil && errors.Is(res.err, context.DeadlineExceeded)
+	// A cut of ours (Close's deadline, the time Close keeps for the
+	// fallback, Run's end) is not the sink's fault, and neither is running
+	// out of time in an upload its window left running: the environment
+	// may have been frozen meanwhile.
+	detached := u.w.ctx.Err() != nil
+	timedOut := errors.Is(res.err, context.DeadlineExceeded)
+	cut := errors.Is(context.Cause(u.ctx), errUploadCut) || ctx.Err() != nil ||
+		(d.closing != nil || detached) && timedOut
 	if cut {
-		// Running out of the window's time is ours, not the sink's fault:
-		// keep the batch, but do not back off.
+		// Keep the batch, but do not back off.
 		d.o.Log.Debug("upload cut short by the deadline; batch kept", "seq", b.Seq, "err", res.err)
 	} else {
 		d.failed(b, res.err)

@@ -262,36 +262,91 @@ func TestDurableMemoryCap(t *testing.T) {
 	}
 }
 
-// An upload cut short by the window's end is not the sink's fault: the
-// batch is kept for the next window and the sink is not backed off.
+// An upload its window leaves running goes on (in Lambda, into the next
+// invocation): Deliver returns at its deadline, the batch is delivered
+// once, the next window waits for it before starting another, and the sink
+// is not blamed.
 func TestDurableWindowEndsMidUpload(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, false, DurableOptions{})
 		h.primary.delay = 500 * time.Millisecond
-		h.write(t, 1)
+		h.write(t, 1, 2)
 		start := time.Now()
 		r := h.deliver(200 * time.Millisecond)
 		if took := time.Since(start); took > 200*time.Millisecond {
 			t.Errorf("Deliver took %v, past its 200ms window", took)
 		}
 		if r.Uploaded != 0 || r.Failing {
-			t.Errorf("Deliver = %+v, want nothing uploaded and the sink not failing", r)
+			t.Errorf("Deliver = %+v, want nothing uploaded yet and the sink not failing", r)
 		}
 		synctest.Wait()
-		if st := h.d.Stats(); st.Held != 1 {
-			t.Errorf("after the window %d batches held, want the cut one back", st.Held)
+		if got := h.primary.got(); len(got) != 0 {
+			t.Fatalf("sink has %v at 200ms, want the upload still running", got)
+		}
+		// The next window takes up the running upload, then starts the
+		// next one: 1 lands at 500ms, 2 at 1s.
+		r = h.deliver(2 * time.Second)
+		if took := time.Since(start); took < time.Second || took > 1100*time.Millisecond {
+			t.Errorf("second window ended at %v, want at 1s: after 1's upload and then 2's", took)
+		}
+		if diff := cmp.Diff([]uint64{1, 2}, h.primary.got()); diff != "" {
+			t.Errorf("sink (-want +got):\n%s", diff)
+		}
+		if st := h.d.Stats(); st.UploadErrors != 0 || st.Uploaded != 2 {
+			t.Errorf("stats = %+v, want 2 uploaded and no error", st)
+		}
+		h.d.Close(context.Background())
+		every(t, h, 2)
+	})
+}
+
+// An upload left running by its window that outlives UploadTimeout (in
+// Lambda: frozen with the environment) is not the sink's fault: the batch
+// is kept, the sink not backed off.
+func TestDurableDetachedUploadTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, false, DurableOptions{UploadTimeout: time.Second})
+		h.primary.delay = time.Hour
+		h.write(t, 1)
+		h.deliver(100 * time.Millisecond)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		st := h.d.Stats()
+		if st.UploadErrors != 0 || st.Held != 1 {
+			t.Errorf("after the upload timed out past its window: stats %+v, want the batch held and no upload error", st)
 		}
 		h.primary.mu.Lock()
 		h.primary.delay = 0
 		h.primary.mu.Unlock()
-		if r := h.deliver(time.Second); r.Uploaded != 1 {
-			t.Errorf("next Deliver = %+v, want the kept batch uploaded", r)
-		}
-		if st := h.d.Stats(); st.UploadErrors != 0 {
-			t.Errorf("UploadErrors = %d, want 0: the deadline was ours", st.UploadErrors)
+		if r := h.deliver(time.Second); r.Uploaded != 1 || r.Failing {
+			t.Errorf("next Deliver = %+v, want the kept batch uploaded at once (no backoff)", r)
 		}
 		h.d.Close(context.Background())
 		every(t, h, 1)
+	})
+}
+
+// Close bounds an upload an earlier window left running by its own
+// deadline: the batch goes to the fallback in time, exactly once.
+func TestDurableCloseCutsLeftRunningUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, false, DurableOptions{})
+		h.primary.delay = time.Hour
+		h.write(t, 1, 2)
+		h.deliver(100 * time.Millisecond)
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		if err := h.d.Close(ctx); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+		if took := time.Since(start); took > 300*time.Millisecond {
+			t.Errorf("Close took %v with a 300ms deadline and an upload hanging", took)
+		}
+		if diff := cmp.Diff([]uint64{1, 2}, h.fallback.got()); diff != "" {
+			t.Errorf("fallback (-want +got):\n%s", diff)
+		}
+		every(t, h, 2)
 	})
 }
 
