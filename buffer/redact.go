@@ -270,14 +270,23 @@ func (r *Redactor) Counts() []RuleCount {
 // values are not modified, only replaced. The message of a sluice.malformed
 // row that holds its body as base64 (the body was not UTF-8) is decoded,
 // redacted and encoded again; if it does not decode, it is masked whole.
+// A message held Escaped is redacted as the text it stands for (its escapes
+// would hide or fake matches otherwise); it keeps its escaped form when
+// nothing in it was replaced.
 func (r *Redactor) RedactRecord(rec *Record) bool {
 	if !r.Enabled() {
 		return false
 	}
 	var changedM bool
-	if rec.Type == typeMalformed && bytes.Contains(rec.Fields, []byte(`"encoding":"base64"`)) {
+	switch {
+	case rec.Escaped:
+		var red string
+		if red, changedM = r.Redact(rec.Text()); changedM {
+			rec.Message, rec.Escaped = red, false
+		}
+	case rec.Type == typeMalformed && bytes.Contains(rec.Fields, []byte(`"encoding":"base64"`)):
 		changedM = r.redactBase64(rec)
-	} else {
+	default:
 		rec.Message, changedM = r.Redact(rec.Message)
 	}
 	f, changedF := r.RedactJSON(rec.Fields)
