@@ -85,6 +85,7 @@ type Redactor struct {
 	matches  []span
 	scratch  []byte                  // a decoded JSON string
 	scratch2 []byte                  // its redacted form
+	text     []byte                  // a message held Escaped, decoded
 	dec      [maxEscapeDepth][]byte  // escaped text decoded, per nesting level
 	pos      [maxEscapeDepth][]int32 // where each decoded byte came from
 }
@@ -280,9 +281,19 @@ func (r *Redactor) RedactRecord(rec *Record) bool {
 	var changedM bool
 	switch {
 	case rec.Escaped:
+		// Decoded into scratch space: the text outlives this call only as
+		// Redact's copy, made when something matched.
+		text := rec.Message
+		if strings.IndexByte(text, '\\') >= 0 {
+			r.text, _ = jsonscan.AppendUnquoted(r.text[:0], text)
+			text = unsafe.String(unsafe.SliceData(r.text), len(r.text))
+		}
 		var red string
-		if red, changedM = r.Redact(rec.Text()); changedM {
+		if red, changedM = r.Redact(text); changedM {
 			rec.Message, rec.Escaped = red, false
+		}
+		if cap(r.text) > 64<<10 {
+			r.text = nil // do not keep one huge line's buffer for good
 		}
 	case rec.Type == typeMalformed && bytes.Contains(rec.Fields, []byte(`"encoding":"base64"`)):
 		changedM = r.redactBase64(rec)
