@@ -32,7 +32,9 @@ type Meta struct {
 //
 // Strings are escaped so that every row is valid JSON on a single line:
 // control characters, U+2028 and U+2029 are escaped and each byte of invalid
-// UTF-8 becomes U+FFFD. Time is written in UTC with millisecond precision
+// UTF-8 becomes U+FFFD. A message held Escaped is copied as it is, in one
+// append: the decoder keeps that form only when it is such text already.
+// Time is written in UTC with millisecond precision
 // ("2026-11-30T22:09:38.123Z"); a time outside years 0-9999 is written in
 // time.Format's extended form, which ParseRow rejects.
 //
@@ -75,8 +77,14 @@ func appendTail(dst []byte, r *Record) []byte {
 	dst = appendStringKey(dst, `,"level":`, r.Level)
 	if r.Message != "" || isLine(r.Type) {
 		// A log line is never NULL in the archive, even when it is empty.
-		dst = append(dst, `,"message":`...)
-		dst = appendString(dst, r.Message)
+		if r.Escaped {
+			dst = append(dst, `,"message":"`...)
+			dst = append(dst, r.Message...)
+			dst = append(dst, '"')
+		} else {
+			dst = append(dst, `,"message":`...)
+			dst = appendString(dst, r.Message)
+		}
 	}
 	dst = appendStringKey(dst, `,"status":`, r.Status)
 	dst = appendStringKey(dst, `,"error_type":`, r.ErrorType)

@@ -3,6 +3,8 @@ package buffer
 import (
 	"strconv"
 	"strings"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/sluice-logs/sluice/buffer/jsonscan"
 )
@@ -132,6 +134,10 @@ func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
 const (
 	levelTextPrefix = 256
 	levelJSONScan   = 64 << 10
+	// levelScratch is how much of an escaped JSON line is decoded on the
+	// stack: a longer one is decoded on the heap, unless its level shows
+	// within that much.
+	levelScratch = 2 << 10
 )
 
 // DetectLevel returns the level of a function or extension log line, or
@@ -144,7 +150,8 @@ const (
 //     levelname, level_name, loglevel, log.level or @l, keys in any case;
 //  3. the text of r.Message, of which only the first 256 bytes are read,
 //     except that a line holding one JSON object is scanned for the keys
-//     of 2 over its first 64 KiB.
+//     of 2 over its first 64 KiB. A message held Escaped is read as the
+//     text it stands for, and only as much of it is decoded.
 //
 // Text formats recognised, by example:
 //
@@ -176,11 +183,101 @@ func DetectLevel(r *Record) Level {
 			return l
 		}
 	}
+	textLevel := textLevel
+	if r.Escaped {
+		textLevel = escapedLevel
+	}
 	if l, ok := textLevel(r.Message); ok {
 		return l
 	}
 	return LevelInfo
 }
+
+// escapedLevel is textLevel for a line held Escaped. It decodes only the
+// prefix that textLevel reads, into a buffer on the stack, so that the
+// common line costs no allocation: the leading spaces are skipped as they
+// are decoded, then 256 bytes are decoded, or for a JSON object up to 64
+// KiB. A prefix without a backslash is its own text and is read in place.
+func escapedLevel(esc string) (Level, bool) {
+	i := 0
+	first := byte(0) // the first byte of the text after its leading spaces
+	for i < len(esc) {
+		c, n := esc[i], 1
+		if c == '\\' {
+			var r rune
+			if r, n = jsonscan.DecodeEscape(esc, i); n == 0 || r >= utf8.RuneSelf {
+				c = 0 // not a space, and not '{'
+			} else {
+				c = byte(r)
+			}
+		}
+		if !isSpace(c) {
+			first = c
+			break
+		}
+		i += n
+	}
+	rest := esc[i:]
+	if rest == "" {
+		return 0, false
+	}
+	limit := levelTextPrefix
+	if first == '{' {
+		limit = levelJSONScan
+	}
+	if strings.IndexByte(rest[:min(len(rest), limit)], '\\') < 0 {
+		return textLevel(rest)
+	}
+	var buf [levelScratch + utf8.UTFMax]byte
+	if first != '{' {
+		b, _ := unescapePrefix(buf[:0], rest, levelTextPrefix)
+		return textLevel(bytesString(b))
+	}
+	b, cut := unescapePrefix(buf[:0], rest, levelScratch)
+	l, ok, more := jsonLevelPrefix(b, cut)
+	if !more {
+		return l, ok
+	}
+	// A JSON line longer than the scratch with no level within it: this
+	// is the one case that allocates.
+	b, _ = unescapePrefix(make([]byte, 0, min(len(rest), levelJSONScan)+utf8.UTFMax), rest, levelJSONScan)
+	return jsonLevel(b)
+}
+
+// unescapePrefix appends the first max bytes of the text that the JSON
+// string content s decodes to (it may end inside a rune, as a slice of the
+// text would) to dst, which must be empty. cut reports that the text goes on
+// beyond them. It decodes as jsonscan.AppendUnquoted does, and stops where
+// that does at an invalid escape.
+func unescapePrefix(dst []byte, s string, max int) (_ []byte, cut bool) {
+	i := 0
+	for i < len(s) && len(dst) < max {
+		if s[i] != '\\' {
+			j := strings.IndexByte(s[i:], '\\')
+			if j < 0 {
+				j = len(s) - i
+			}
+			j = min(j, max-len(dst))
+			dst = append(dst, s[i:i+j]...)
+			i += j
+			continue
+		}
+		r, n := jsonscan.DecodeEscape(s, i)
+		if n == 0 {
+			return dst, false
+		}
+		dst = utf8.AppendRune(dst, r)
+		i += n
+	}
+	if len(dst) > max {
+		return dst[:max], true
+	}
+	return dst, i < len(s)
+}
+
+// bytesString views b as a string without copying; b must not change while
+// the string is in use.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // textLevel finds the level of a text line, see DetectLevel.
 func textLevel(msg string) (Level, bool) {
@@ -401,32 +498,41 @@ func allDigits(s string) bool {
 // are skipped without being parsed; anything that is not JSON ends the
 // search.
 func jsonLevel[S ~string | ~[]byte](s S) (Level, bool) {
+	l, ok, _ := jsonLevelPrefix(s, false)
+	return l, ok
+}
+
+// jsonLevelPrefix is jsonLevel over s, which is only the start of the text
+// when cut. Then a level counts only when its value ends before s does (a
+// number could go on), and more reports that the rest of the text could
+// change the answer: the search ran into the end of s.
+func jsonLevelPrefix[S ~string | ~[]byte](s S, cut bool) (l Level, ok, more bool) {
 	if len(s) > levelJSONScan {
-		s = s[:levelJSONScan]
+		s, cut = s[:levelJSONScan], false
 	}
 	i := skipWS(s, 0)
 	if i >= len(s) || s[i] != '{' {
-		return 0, false
+		return 0, false, cut && i >= len(s)
 	}
 	i++
 	for {
 		i = skipWS(s, i)
 		if i >= len(s) || s[i] != '"' {
-			return 0, false
+			return 0, false, cut && i >= len(s)
 		}
 		kend, esc := jsonscan.StringEnd(s, i)
 		if kend < 0 {
-			return 0, false
+			return 0, false, cut
 		}
 		isKey := !esc && isLevelKey(s[i+1:kend-1])
 		i = skipWS(s, kend)
 		if i >= len(s) || s[i] != ':' {
-			return 0, false
+			return 0, false, cut && i >= len(s)
 		}
 		i = skipWS(s, i+1)
 		vstart := i
 		if i = jsonscan.SkipLoose(s, i); i < 0 {
-			return 0, false
+			return 0, false, cut
 		}
 		if isKey {
 			v := s[vstart:i]
@@ -434,12 +540,15 @@ func jsonLevel[S ~string | ~[]byte](s S) (Level, bool) {
 				v = v[1 : len(v)-1]
 			}
 			if l, ok := lineLevel(v); ok {
-				return l, true
+				if cut && i >= len(s) {
+					return 0, false, true
+				}
+				return l, true, false
 			}
 		}
 		i = skipWS(s, i)
 		if i >= len(s) || s[i] != ',' {
-			return 0, false
+			return 0, false, cut && i >= len(s)
 		}
 		i++
 	}

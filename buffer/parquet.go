@@ -15,6 +15,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/sluice-logs/sluice/buffer/jsonscan"
 )
 
 // ParquetBuilt says whether this build can write Parquet (build tag
@@ -190,11 +192,19 @@ func (p *pqWriter) optString(s string, col int) parquet.Value {
 
 // message is the message column: as in AppendRow, a log line's message is
 // an empty string rather than NULL when the line is empty.
+//
+// A message held Escaped is decoded straight into the arena: Parquet holds
+// text, not JSON. The decoder leaves valid UTF-8 only.
 func (p *pqWriter) message(r *Record, col int) parquet.Value {
 	if r.Message == "" && isLine(r.Type) {
 		return parquet.ByteArrayValue(nil).Level(0, 1, col)
 	}
-	return p.optString(r.Message, col)
+	if !r.Escaped {
+		return p.optString(r.Message, col)
+	}
+	start := len(p.arena)
+	p.arena, _ = jsonscan.AppendUnquoted(p.arena, r.Message)
+	return parquet.ByteArrayValue(p.arena[start:len(p.arena):len(p.arena)]).Level(0, 1, col)
 }
 
 func (p *pqWriter) optBytes(b []byte, col int) parquet.Value {

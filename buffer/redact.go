@@ -85,6 +85,7 @@ type Redactor struct {
 	matches  []span
 	scratch  []byte                  // a decoded JSON string
 	scratch2 []byte                  // its redacted form
+	text     []byte                  // a message held Escaped, decoded
 	dec      [maxEscapeDepth][]byte  // escaped text decoded, per nesting level
 	pos      [maxEscapeDepth][]int32 // where each decoded byte came from
 }
@@ -270,14 +271,33 @@ func (r *Redactor) Counts() []RuleCount {
 // values are not modified, only replaced. The message of a sluice.malformed
 // row that holds its body as base64 (the body was not UTF-8) is decoded,
 // redacted and encoded again; if it does not decode, it is masked whole.
+// A message held Escaped is redacted as the text it stands for (its escapes
+// would hide or fake matches otherwise); it keeps its escaped form when
+// nothing in it was replaced.
 func (r *Redactor) RedactRecord(rec *Record) bool {
 	if !r.Enabled() {
 		return false
 	}
 	var changedM bool
-	if rec.Type == typeMalformed && bytes.Contains(rec.Fields, []byte(`"encoding":"base64"`)) {
+	switch {
+	case rec.Escaped:
+		// Decoded into scratch space: the text outlives this call only as
+		// Redact's copy, made when something matched.
+		text := rec.Message
+		if strings.IndexByte(text, '\\') >= 0 {
+			r.text, _ = jsonscan.AppendUnquoted(r.text[:0], text)
+			text = unsafe.String(unsafe.SliceData(r.text), len(r.text))
+		}
+		var red string
+		if red, changedM = r.Redact(text); changedM {
+			rec.Message, rec.Escaped = red, false
+		}
+		if cap(r.text) > 64<<10 {
+			r.text = nil // do not keep one huge line's buffer for good
+		}
+	case rec.Type == typeMalformed && bytes.Contains(rec.Fields, []byte(`"encoding":"base64"`)):
 		changedM = r.redactBase64(rec)
-	} else {
+	default:
 		rec.Message, changedM = r.Redact(rec.Message)
 	}
 	f, changedF := r.RedactJSON(rec.Fields)

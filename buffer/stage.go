@@ -600,8 +600,6 @@ func sampleLine(r *Record, rate float64) bool {
 		h = (h ^ t&0xff) * fnvPrime
 		t >>= 8
 	}
-	for i := range len(r.Message) {
-		h = (h ^ uint64(r.Message[i])) * fnvPrime
-	}
+	h = hashText(h, r)
 	return unitFloat(h) < rate
 }

@@ -21,9 +21,10 @@ type Flags uint8
 
 // The flags.
 const (
-	Escape Flags = 1 << iota // a string holds a backslash escape
-	High                     // a string holds a byte >= 0x80
-	Space                    // insignificant whitespace between tokens
+	Escape    Flags = 1 << iota // a string holds a backslash escape
+	High                        // a string holds a byte >= 0x80
+	Space                       // insignificant whitespace between tokens
+	Surrogate                   // a string holds a \u escape of a UTF-16 surrogate, paired or not
 )
 
 // MaxDepth is encoding/json's nesting limit: a body it rejects for depth is
@@ -103,6 +104,11 @@ func SkipString(data []byte, i int) (end int, fl Flags, ok bool) {
 			case 'u':
 				if i+6 > len(data) || !isHex(data[i+2]) || !isHex(data[i+3]) || !isHex(data[i+4]) || !isHex(data[i+5]) {
 					return 0, 0, false
+				}
+				// \uD800-\uDFFF: noted here, where it costs two compares,
+				// so that Verbatim looks for a lone one only when it must.
+				if d := data[i+3]; data[i+2]|0x20 == 'd' && d >= '8' && (d <= '9' || d >= 'A') {
+					fl |= Surrogate
 				}
 				i += 6
 			default:

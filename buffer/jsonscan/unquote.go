@@ -1,6 +1,7 @@
 package jsonscan
 
 import (
+	"bytes"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -84,6 +85,64 @@ func Unquote(raw []byte, fl Flags) string {
 	}
 	out, _ := AppendUnquoted(make([]byte, 0, len(s)), s)
 	return string(out)
+}
+
+// Verbatim reports whether s, the content of a JSON string that SkipString
+// accepted with flags fl (without its quotes), can be copied as it is into
+// JSON text that every reader decodes to the same string as encoding/json
+// decodes s: it is valid UTF-8 (checked only under High), it holds no raw
+// U+2028 or U+2029 (valid JSON, but line ends to JavaScript readers, so
+// the archive's writer escapes them), and no \u escape of an unpaired
+// surrogate (which encoding/json reads as U+FFFD and other readers may
+// reject or keep). Any other escape decodes to the same text wherever it
+// is read, so the escaped form can stand for the text.
+func Verbatim(s []byte, fl Flags) bool {
+	if fl&High != 0 && (!utf8.Valid(s) || hasLineSeparator(s)) {
+		return false
+	}
+	return fl&Surrogate == 0 || !hasLoneSurrogate(s)
+}
+
+// hasLineSeparator reports whether s holds U+2028 or U+2029 (E2 80 A8/A9).
+func hasLineSeparator(s []byte) bool {
+	for {
+		i := bytes.IndexByte(s, 0xe2)
+		if i < 0 || i+2 >= len(s) {
+			return false
+		}
+		if s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9) {
+			return true
+		}
+		s = s[i+1:]
+	}
+}
+
+// hasLoneSurrogate reports whether the JSON string content s holds a \u
+// escape of a surrogate that is not half of a \uD8xx\uDCxx pair.
+func hasLoneSurrogate(s []byte) bool {
+	for i := 0; i < len(s); {
+		j := bytes.IndexByte(s[i:], '\\')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i+1 >= len(s) {
+			return true // not valid content: never call it verbatim
+		}
+		if s[i+1] != 'u' {
+			i += 2 // \\ included, so its second backslash starts nothing
+			continue
+		}
+		if !utf16.IsSurrogate(hex4(s, i+2)) {
+			i += 6
+			continue
+		}
+		if _, n := DecodeEscape(s, i); n != 12 {
+			return true
+		}
+		i += 12
+	}
+	return false
 }
 
 // AppendUnquoted appends the decoded content of a JSON string (without its

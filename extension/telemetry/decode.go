@@ -66,6 +66,22 @@ func (d *Decoder) str(raw []byte, fl jsonscan.Flags) string {
 	return s
 }
 
+// message sets r's message from the JSON string raw. It keeps the string's
+// escaped content when that can go into the row as it is (see
+// jsonscan.Verbatim and buffer.Record.Escaped): the row then costs one copy
+// instead of an unquoting here and an escaping in the encoder. A string
+// with neither escapes nor bytes >= 0x80 is the same in both forms and is
+// kept escaped too, which spares the encoder its scan.
+func (d *Decoder) message(r *buffer.Record, raw []byte, fl jsonscan.Flags) {
+	if len(raw) >= 2 {
+		if s := raw[1 : len(raw)-1]; jsonscan.Verbatim(s, fl) {
+			r.Message, r.Escaped = string(s), true
+			return
+		}
+	}
+	r.Message = d.str(raw, fl)
+}
+
 // trim drops scratch space that a freak body grew (an object with half a
 // million members, nesting 10,000 deep), so a pooled Decoder does not hold
 // on to it.
@@ -318,7 +334,7 @@ func (d *Decoder) event(body []byte, ev *rawEvent, now time.Time) (buffer.Record
 		r.Type = string(EventUnknown)
 	case rec == nil:
 	case isLog && rec[0] == '"':
-		r.Message = d.str(rec, ev.recFl)
+		d.message(&r, rec, ev.recFl)
 	case isLog && rec[0] == '{':
 		ts, tsFl := d.logRecord(&r, rec, ev.recFl)
 		if !timeOK {
@@ -541,7 +557,7 @@ func (d *Decoder) logRecord(r *buffer.Record, rec []byte, fl jsonscan.Flags) (ts
 		isString := rec[m.Val.Start] == '"'
 		switch {
 		case m.Kind == kMessage && isString:
-			r.Message = d.str(m.Val.Of(rec), m.ValFl)
+			d.message(r, m.Val.Of(rec), m.ValFl)
 		case m.Kind == kMessage:
 			// A structured message is kept as its JSON text.
 			r.Message = string(jsonscan.AppendCompact(nil, m.Val.Of(rec), m.ValFl))
@@ -630,7 +646,7 @@ func (d *Decoder) platformRecord(r *buffer.Record, rec []byte, fl jsonscan.Flags
 			// The reason stays in Fields; for logsDropped it is also the
 			// message, the one line a reader needs.
 			if isString && r.Type == "platform.logsDropped" {
-				r.Message = d.str(m.Val.Of(rec), m.ValFl)
+				d.message(r, m.Val.Of(rec), m.ValFl)
 			}
 			m.Kind = kOther
 			continue

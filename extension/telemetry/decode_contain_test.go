@@ -53,7 +53,7 @@ func TestDecodeContains(t *testing.T) {
 			if malformed {
 				t.Fatalf("Decode(%s) malformed", tt.body)
 			}
-			if diff := cmp.Diff(tt.want, got, fieldsAsValues); diff != "" {
+			if diff := cmp.Diff(tt.want, got, fieldsAsValues, asText); diff != "" {
 				t.Errorf("Decode(%s) (-want +got):\n%s", tt.body, diff)
 			}
 			for _, r := range got {
