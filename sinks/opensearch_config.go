@@ -392,7 +392,7 @@ func NewSigV4Auth(cfg aws.Config, service, region string) (OpenSearchAuth, error
 		return nil, errors.New("sigv4: no region (set AWS_REGION or region= in the URL)")
 	}
 	if cfg.Credentials == nil {
-		return nil, errors.New("sigv4: no credentials")
+		return nil, errors.New("sigv4: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_CONTAINER_CREDENTIALS_FULL_URI; or auth=none)")
 	}
 	s, err := awsv2.NewSignerWithService(cfg, service)
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -143,38 +142,6 @@ type httpStatusError interface {
 	HTTPStatusCode() int
 }
 
-// NewS3Client returns an S3 client built from the SDK's default
-// configuration chain (environment, shared files and profiles, the Lambda
-// role's credentials): the extension and `sluice logs` on a laptop share
-// it. region overrides AWS_REGION when not empty.
-//
-// When an endpoint is configured (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL,
-// e.g. MinIO or versitygw), the client addresses buckets by path, which such
-// servers expect. The SDK's retryer stays but is bounded to a few quick
-// attempts and also retries 409 ConditionalRequestConflict.
-//
-// It loads the configuration once: with AWS_CA_BUNDLE set, every load
-// parses the bundle again.
-func NewS3Client(ctx context.Context, region string) (*s3.Client, error) {
-	opts := []func(*config.LoadOptions) error{
-		config.WithRetryer(newRetryer),
-	}
-	if region != "" {
-		opts = append(opts, config.WithRegion(region))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("load aws config: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, errors.New("load aws config: no region (set AWS_REGION)")
-	}
-	custom := cfg.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL_S3") != ""
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.UsePathStyle = custom
-	}), nil
-}
-
 var errNoCredentials = errors.New("s3 client: no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_CONTAINER_CREDENTIALS_FULL_URI)")
 
 // cmpOr returns the first non-empty string.
@@ -188,16 +155,16 @@ func cmpOr(vals ...string) string {
 }
 
 // LazyS3Client is the S3 client of the extension: a PutObjectAPI that
-// builds its client (NewS3Client) at the first upload instead of at init.
-// Building it took about a third of sluice's init CPU (and parsing
-// AWS_CA_BUNDLE, when set, more), and init is billed and delays the
-// function's first invocation; the first upload comes later, while the
-// function runs.
+// builds its client (AWSConfigFromEnv, NewS3ClientFromConfig) at the first
+// upload instead of at init. Building it took about a third of sluice's
+// init CPU (and parsing AWS_CA_BUNDLE, when set, more), and init is billed
+// and delays the function's first invocation; the first upload comes
+// later, while the function runs.
 //
 // A client that fails to build is not kept: the error is returned by
 // PutObject and the next call tries again.
 type LazyS3Client struct {
-	region string
+	env    awsEnv
 	mu     sync.Mutex
 	client *s3.Client
 }
@@ -205,19 +172,19 @@ type LazyS3Client struct {
 // NewLazyS3Client returns a client for region (else AWS_REGION or
 // AWS_DEFAULT_REGION) that is built at its first use. What can be checked
 // without building it is checked now, so that a missing region or
-// credentials, or an AWS_CA_BUNDLE that does not exist, fail init with the
-// variable's name.
+// credentials, a malformed AWS_* value, or an AWS_CA_BUNDLE that does not
+// exist, fail init with the variable's name.
 func NewLazyS3Client(region string) (*LazyS3Client, error) {
-	region = cmpOr(region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
-	var errs []error
-	if region == "" {
+	env, err := readAWSEnv(os.Getenv)
+	errs := []error{err}
+	env.region = cmpOr(region, env.region)
+	if env.region == "" {
 		errs = append(errs, errors.New("s3 client: no region (set AWS_REGION)"))
 	}
-	if (os.Getenv("AWS_ACCESS_KEY_ID") == "" || os.Getenv("AWS_SECRET_ACCESS_KEY") == "") &&
-		os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") == "" && os.Getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") == "" {
+	if !env.hasCredentials() {
 		errs = append(errs, errNoCredentials)
 	}
-	if f := os.Getenv("AWS_CA_BUNDLE"); f != "" {
+	if f := env.caBundle; f != "" {
 		if _, err := os.Stat(f); err != nil {
 			errs = append(errs, fmt.Errorf("s3 client: AWS_CA_BUNDLE=%q: %w", f, err))
 		}
@@ -225,12 +192,12 @@ func NewLazyS3Client(region string) (*LazyS3Client, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &LazyS3Client{region: region}, nil
+	return &LazyS3Client{env: env}, nil
 }
 
 // PutObject builds the client if it is not built yet, then puts.
 func (c *LazyS3Client) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
-	cl, err := c.get(ctx)
+	cl, err := c.get()
 	if err != nil {
 		return nil, err
 	}
@@ -244,15 +211,15 @@ func (c *LazyS3Client) Built() bool {
 	return c.client != nil
 }
 
-func (c *LazyS3Client) get(ctx context.Context) (*s3.Client, error) {
+func (c *LazyS3Client) get() (*s3.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.client == nil {
-		cl, err := NewS3Client(ctx, c.region)
+		cfg, err := c.env.config()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("s3 client: %w", err)
 		}
-		c.client = cl
+		c.client = NewS3ClientFromConfig(cfg)
 	}
 	return c.client, nil
 }

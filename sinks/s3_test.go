@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,27 +34,21 @@ func (f putFunc) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...f
 	return f(ctx, in, opts...)
 }
 
-// useServer points the SDK's default configuration at s through the
-// environment, as the extension binary sees it, and returns a client made
-// the production way.
+// useServer points the AWS environment at s, as the extension binary
+// sees it, and returns a client made the production way.
 func useServer(t *testing.T, s *s3test.Server) *s3.Client {
 	t.Helper()
 	for _, kv := range s.Env() {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_ENDPOINT_URL", "")
 	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	c, err := NewS3Client(t.Context(), "")
+	cfg, err := AWSConfigFromEnv(os.Getenv)
 	if err != nil {
-		t.Fatalf("NewS3Client: %v", err)
+		t.Fatalf("AWSConfigFromEnv: %v", err)
 	}
-	return c
+	return NewS3ClientFromConfig(cfg)
 }
 
 func TestS3Write(t *testing.T) {
@@ -378,55 +371,6 @@ func TestRetryable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := Retryable(tt.err); got != tt.want {
 				t.Errorf("Retryable(%v) = %v, want %v", tt.err, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestNewS3ClientNoRegion(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("AWS_REGION", "")
-	t.Setenv("AWS_DEFAULT_REGION", "")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_PROFILE", "")
-	if _, err := NewS3Client(t.Context(), ""); err == nil {
-		t.Error("NewS3Client without a region succeeded, want an error")
-	}
-}
-
-func TestNewS3ClientOptions(t *testing.T) {
-	tests := []struct {
-		name      string
-		endpoint  string
-		s3        string
-		pathStyle bool
-	}{
-		{name: "aws", pathStyle: false},
-		{name: "AWS_ENDPOINT_URL_S3", s3: "https://127.0.0.1:9000", pathStyle: true},
-		{name: "AWS_ENDPOINT_URL", endpoint: "https://127.0.0.1:9000", pathStyle: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-			t.Setenv("AWS_PROFILE", "")
-			t.Setenv("AWS_ENDPOINT_URL", tt.endpoint)
-			t.Setenv("AWS_ENDPOINT_URL_S3", tt.s3)
-			c, err := NewS3Client(t.Context(), "eu-west-1")
-			if err != nil {
-				t.Fatalf("NewS3Client: %v", err)
-			}
-			o := c.Options()
-			if o.UsePathStyle != tt.pathStyle || o.Region != "eu-west-1" {
-				t.Errorf("UsePathStyle = %v, Region = %q; want %v, eu-west-1", o.UsePathStyle, o.Region, tt.pathStyle)
-			}
-			if got := o.Retryer.MaxAttempts(); got != sdkMaxAttempts {
-				t.Errorf("Retryer.MaxAttempts() = %d, want %d", got, sdkMaxAttempts)
-			}
-			if !o.Retryer.IsErrorRetryable(apiError(409, "ConditionalRequestConflict")) {
-				t.Error("the SDK's retryer does not retry ConditionalRequestConflict")
 			}
 		})
 	}

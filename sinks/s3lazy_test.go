@@ -1,7 +1,6 @@
 package sinks
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -49,6 +48,8 @@ func TestLazyS3ClientInitErrors(t *testing.T) {
 		{"no region", map[string]string{"AWS_REGION": "", "AWS_DEFAULT_REGION": ""}, "AWS_REGION"},
 		{"no credentials", map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": ""}, "AWS_ACCESS_KEY_ID"},
 		{"missing CA bundle", map[string]string{"AWS_CA_BUNDLE": "/nonexistent/ca.pem"}, `AWS_CA_BUNDLE="/nonexistent/ca.pem"`},
+		{"bad AWS_USE_FIPS_ENDPOINT", map[string]string{"AWS_USE_FIPS_ENDPOINT": "yes"}, `AWS_USE_FIPS_ENDPOINT="yes"`},
+		{"container endpoint not a URL", map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "127.0.0.1/creds"}, `AWS_CONTAINER_CREDENTIALS_FULL_URI="127.0.0.1/creds"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,6 +57,9 @@ func TestLazyS3ClientInitErrors(t *testing.T) {
 			t.Setenv("AWS_ACCESS_KEY_ID", "AKID")
 			t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
 			t.Setenv("AWS_CA_BUNDLE", "")
+			t.Setenv("AWS_USE_FIPS_ENDPOINT", "")
+			t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "")
+			t.Setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "")
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
@@ -126,11 +130,11 @@ func TestS3ClientContainerCredentials(t *testing.T) {
 	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", creds.URL+"/creds")
 	t.Setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", tokenFile)
 
-	c, err := NewS3Client(context.Background(), srv.Region)
+	cfg, err := AWSConfigFromEnv(os.Getenv)
 	if err != nil {
-		t.Fatalf("NewS3Client: %v", err)
+		t.Fatalf("AWSConfigFromEnv: %v", err)
 	}
-	sink := NewS3(c, S3Options{Bucket: srv.Bucket, Layout: Layout{Function: "fn", Env: "container"}})
+	sink := NewS3(NewS3ClientFromConfig(cfg), S3Options{Bucket: srv.Bucket, Layout: Layout{Function: "fn", Env: "container"}})
 	if err := sink.Write(t.Context(), testBatch(t, 1, rows(2)...)); err != nil {
 		t.Fatalf("Write with container credentials: %v", err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/sluice-logs/sluice/sinks/s3test"
 )
 
-var binaries struct{ sluice, sample string }
+var binaries struct{ sluice, cli, sample string }
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -46,11 +46,15 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	for _, b := range []struct{ out, pkg string }{
-		{binaries.sluice, "."},
-		{binaries.sample, "../../lambdatest/sample"},
+	binaries.cli = filepath.Join(dir, "sluice-cli")
+	// The extension is built as the layer builds it (-tags lambda); the
+	// default build, with `sluice logs`, is what go install gives a person.
+	for _, b := range []struct{ out, pkg, tags string }{
+		{binaries.sluice, ".", "lambda"},
+		{binaries.cli, ".", ""},
+		{binaries.sample, "../../lambdatest/sample", ""},
 	} {
-		cmd := exec.Command(gobin, "build", "-trimpath", "-o", b.out, b.pkg)
+		cmd := exec.Command(gobin, "build", "-trimpath", "-tags", b.tags, "-o", b.out, b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)

@@ -1,3 +1,5 @@
+//go:build !lambda
+
 package main
 
 import (
@@ -332,10 +334,11 @@ func TestLogsFollow(t *testing.T) {
 	}
 }
 
-// TestLogsBinary runs the built binary: "logs" dispatches to the command.
+// TestLogsBinary runs the default build (go install's): "logs" dispatches
+// to the command.
 func TestLogsBinary(t *testing.T) {
 	root := dirArchive(t)
-	out, err := exec.Command(binaries.sluice, "logs", "file://"+root, "--function", "billing",
+	out, err := exec.Command(binaries.cli, "logs", "file://"+root, "--function", "billing",
 		"--start", "2026-03-07T09:00:00Z", "--end", "2026-03-07T10:00:00Z").CombinedOutput()
 	if err != nil {
 		t.Fatalf("sluice logs: %v\n%s", err, out)
@@ -343,7 +346,7 @@ func TestLogsBinary(t *testing.T) {
 	if want := "2026-03-07T09:01:01.000Z INFO  req-9 invoice 9\n"; string(out) != want {
 		t.Errorf("output %q, want %q", out, want)
 	}
-	out, err = exec.Command(binaries.sluice, "logs", "--version").Output()
+	out, err = exec.Command(binaries.cli, "logs", "--version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "sluice ") {
 		t.Errorf("sluice logs --version = %q, %v; want \"sluice VERSION\"", out, err)
 	}

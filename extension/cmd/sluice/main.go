@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/sluice-logs/sluice/buffer"
@@ -176,7 +175,9 @@ func openSinks(ctx context.Context, cfg extension.Config, reg extension.Registra
 		deadLetter = orFallback{primary: archive, fallback: fallback}
 	}
 	var feeders []*sinks.Durable // the paths that dead-letter into the archive
-	awsCfg, err := config.LoadDefaultConfig(ctx)
+	// The Lambda environment's region, credentials and endpoints, without
+	// the SDK's configuration loader (see sinks.AWSConfigFromEnv).
+	awsCfg, err := sinks.AWSConfigFromEnv(os.Getenv)
 	if err != nil {
 		return nil, fmt.Errorf("SLUICE_SINK: load aws config: %w", err)
 	}

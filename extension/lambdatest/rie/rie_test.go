@@ -50,7 +50,7 @@ func build(out map[string]string) error {
 		return err
 	}
 	for bin, pkg := range out {
-		cmd := exec.Command(gobin, "build", "-trimpath", "-o", bin, pkg)
+		cmd := exec.Command(gobin, "build", "-trimpath", "-tags", "lambda", "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("build %s: %v\n%s", pkg, err, b)

@@ -123,7 +123,7 @@ func moduleRoot() (string, error) {
 
 // build builds pkg for goarch the way the layer is built.
 func build(root, pkg, goarch, out string) error {
-	cmd := execGo(root, "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd := execGo(root, "build", "-trimpath", "-ldflags", "-s -w", "-tags", "lambda", "-o", out, pkg)
 	cmd.Env = append(cmd.Env, "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build %s for %s: %w\n%s", pkg, goarch, err, b)

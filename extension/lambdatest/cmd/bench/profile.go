@@ -69,7 +69,7 @@ func buildProfiled(root, work string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(work, "prof", "sluice")
-	cmd := execGo(root, "build", "-overlay", overlay, "-trimpath", "-o", out, "./extension/cmd/sluice")
+	cmd := execGo(root, "build", "-overlay", overlay, "-trimpath", "-tags", "lambda", "-o", out, "./extension/cmd/sluice")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build profiled sluice: %w\n%s", err, b)
 	}
