@@ -212,6 +212,16 @@ func (p *pipeline) drain(ctx context.Context) {
 }
 
 func (p *pipeline) add(ctx context.Context, recs []buffer.Record) {
+	// The run loop learns of a runtimeDone before this POST's lines are
+	// compressed (on a small function's CPU that is tens of ms): it only
+	// stops new uploads and starts the yield timer. A flush waiting for it
+	// still finds the invocation's lines in the batch, because its Seal is
+	// served after add returns.
+	for i := range recs {
+		if recs[i].Type == "platform.runtimeDone" {
+			p.markDone(recs[i].RequestID)
+		}
+	}
 	emit := func(r *buffer.Record) { p.emit(ctx, r) }
 	for i := range recs {
 		r := &recs[i]
@@ -223,11 +233,6 @@ func (p *pipeline) add(ctx context.Context, recs []buffer.Record) {
 		}
 		p.c.records.Add(1)
 		p.stager.Add(r, emit)
-		// After the stager: a flush waiting for this runtimeDone must find
-		// the invocation's kept lines already in the batch.
-		if r.Type == "platform.runtimeDone" {
-			p.markDone(r.RequestID)
-		}
 	}
 	if now := p.now(); now.Sub(p.statsAt) >= statsInterval {
 		p.writeStats(ctx, now)
