@@ -412,8 +412,14 @@ func (d *Durable) startClose(req closeReq) {
 		d.backoff.until = time.Time{}
 	}
 	d.window = &window{ctx: req.ctx}
-	if u := d.inflight; u != nil {
-		// An upload a delivery window left running: Close's deadline is
+	if u := d.inflight; u != nil && u.w.ctx.Err() != nil {
+		// An upload a delivery window left running started long ago: it
+		// may sit in a retry wait of the sink's own, or on a connection
+		// that died while the environment was frozen. SHUTDOWN's budget
+		// is short: start it again, fresh (its batch comes back first).
+		u.cancel(errUploadCut)
+	} else if u != nil {
+		// An upload of an open window (an eager one): Close's deadline is
 		// its deadline too, less the fallback's time when the sink is slow.
 		bound := req.ctx
 		if deadline, ok := req.ctx.Deadline(); ok && d.sinkSlower() {

@@ -326,6 +326,30 @@ func TestDurableDetachedUploadTimesOut(t *testing.T) {
 	})
 }
 
+// Close starts an upload an earlier window left running again, fresh,
+// instead of spending SHUTDOWN's budget in whatever it was waiting for (a
+// retry wait of the sink's own, a connection that died while frozen).
+func TestDurableCloseRestartsLeftRunningUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, false, DurableOptions{})
+		h.primary.delay = time.Hour // the first attempt hangs
+		h.write(t, 1)
+		h.deliver(100 * time.Millisecond)
+		h.primary.mu.Lock()
+		h.primary.delay = 0
+		h.primary.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := h.d.Close(ctx); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+		if diff := cmp.Diff([]uint64{1}, h.primary.got()); diff != "" {
+			t.Errorf("sink (-want +got):\n%s", diff)
+		}
+		every(t, h, 1)
+	})
+}
+
 // Close bounds an upload an earlier window left running by its own
 // deadline: the batch goes to the fallback in time, exactly once.
 func TestDurableCloseCutsLeftRunningUpload(t *testing.T) {
