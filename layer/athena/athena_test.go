@@ -1051,7 +1051,7 @@ func testQueries(t *testing.T, a *archive, qs map[string]string) {
 			var want []string
 			for _, r := range a.rows {
 				if r.fn == fn && r.err && !r.rec.Time.Before(now.Add(-time.Hour)) {
-					want = append(want, r.rec.Time.UTC().Format(timeShape)+" "+r.rec.Type+" "+r.rec.Message)
+					want = append(want, r.rec.Time.UTC().Format(timeShape)+" "+r.rec.Type+" "+r.rec.Text())
 				}
 			}
 			var gotKeys []string
@@ -1080,7 +1080,7 @@ func testQueries(t *testing.T, a *archive, qs map[string]string) {
 						hidden++
 						continue
 					}
-					want = append(want, r.rec.Time.UTC().Format(timeShape)+" "+r.rec.Type+" "+r.rec.Message)
+					want = append(want, r.rec.Time.UTC().Format(timeShape)+" "+r.rec.Type+" "+r.rec.Text())
 				}
 			}
 			for i, m := range got {
