@@ -151,10 +151,10 @@ func NewBatcher(meta Meta, lim Limits, now func() time.Time) *Batcher {
 	if b.lim.Format == FormatParquet {
 		b.pq = newPQWriter(meta)
 		b.chunk = make([]byte, 0, 4<<10)
-	} else {
-		b.enc = newCompressor(b.lim.Format)
-		b.chunk = make([]byte, 0, chunkSize+chunkSize/4)
 	}
+	// The compressor and the row buffer (~350 KiB) are made when the first
+	// batch opens: an extension's init is billed, and a quiet function
+	// may never log.
 	return b
 }
 
@@ -282,9 +282,14 @@ func (b *Batcher) Len() (records, rawBytes, compressedBytes int) {
 func (b *Batcher) open(t time.Time) {
 	hint := min(max(b.sizeHint+b.sizeHint/16, 4<<10), b.lim.MaxBytes)
 	b.out = bytes.NewBuffer(make([]byte, 0, hint))
-	if b.pq != nil {
+	switch {
+	case b.pq != nil:
 		b.pq.reset(b.out)
-	} else {
+	case b.enc == nil:
+		b.enc = newCompressor(b.lim.Format)
+		b.chunk = make([]byte, 0, chunkSize+chunkSize/4)
+		fallthrough
+	default:
 		b.enc.Reset(b.out)
 	}
 	b.opened = b.now()

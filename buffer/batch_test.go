@@ -3,6 +3,7 @@ package buffer
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -552,5 +553,23 @@ func testBatcherCompressedSlack(t *testing.T, f Format) {
 		if slack := cap(bt.Data) - len(bt.Data); slack > len(bt.Data)/8 {
 			t.Errorf("batch %d: Data holds %d bytes with %d spare", i, len(bt.Data), slack)
 		}
+	}
+}
+
+// NewBatcher leaves the compressor and row buffer to the first batch: an
+// extension's init is billed and counted in its resident size.
+func TestNewBatcherIsSmall(t *testing.T) {
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b := NewBatcher(Meta{Function: "f", Version: "1"}, Limits{}, nil)
+	runtime.ReadMemStats(&m1)
+	if got := m1.TotalAlloc - m0.TotalAlloc; got > 16<<10 {
+		t.Errorf("NewBatcher allocated %d bytes, want under 16 KiB until the first Add", got)
+	}
+	if sealed := b.Add(&Record{Time: time.Now(), Type: "function", Message: "x"}); len(sealed) != 0 {
+		t.Fatalf("Add sealed %d batches", len(sealed))
+	}
+	if s := b.Seal(); s == nil || s.Records != 1 {
+		t.Fatalf("Seal = %+v, want the one record", s)
 	}
 }
