@@ -3,8 +3,6 @@ package telemetry
 import (
 	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -73,17 +71,7 @@ var passthroughSeeds = []string{
 // before the escaped form existed), and is one line of valid UTF-8 JSON
 // with no raw U+2028/U+2029.
 func FuzzPassthrough(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addGoldenSeeds(f, false)
 	for _, s := range append(passthroughSeeds, containCases...) {
 		f.Add([]byte(s))
 	}
