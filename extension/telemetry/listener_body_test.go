@@ -84,3 +84,29 @@ func TestReadBodyOverLimit(t *testing.T) {
 		}
 	}
 }
+
+// POSTs one after another reuse one slot's buffer: the others stay empty
+// (a queue of slots grew every buffer in turn).
+func TestSequentialPostsGrowOneBuffer(t *testing.T) {
+	out := make(chan []buffer.Record, 8)
+	h := (&Listener{MaxInFlight: 2}).handler(out)
+	line := `{"time":"2026-12-07T10:00:00.000Z","type":"function","record":"` + strings.Repeat("x", 1000) + `"}`
+	payload := "[" + strings.Repeat(line+",", 99) + line + "]"
+	for i := range 4 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(payload)))
+		if w.Code != http.StatusOK {
+			t.Fatalf("POST %d: status %d", i, w.Code)
+		}
+		<-out
+	}
+	grown := 0
+	for _, b := range h.slots.free {
+		if cap(b.buf) > 0 {
+			grown++
+		}
+	}
+	if grown != 1 || len(h.slots.free) != 2 {
+		t.Errorf("after 4 sequential POSTs %d of %d slot buffers hold memory, want 1 of 2", grown, len(h.slots.free))
+	}
+}
