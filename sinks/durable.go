@@ -28,8 +28,8 @@ import (
 // that was taken, and Run never works for a caller that has gone. An upload
 // belongs to Run, not to the window that started it: when the window ends
 // first, the upload goes on (in Lambda, into the next invocation after a
-// freeze) and its result comes back to Run; only Close's deadline and Run's
-// end cut it, and then its batch comes back too.
+// freeze) and its result comes back to Run. Only Close (which starts it
+// again, fresh) and Run's end cut it, and then its batch comes back too.
 type Durable struct {
 	primary Sink
 	o       DurableOptions
@@ -237,7 +237,7 @@ func (d *Durable) Write(ctx context.Context, b *buffer.Batch) error {
 // the sink fails. Once stop is closed no new upload starts, except the
 // window's first (nil never closes). An upload still running when ctx ends
 // goes on in the background: the next window waits for it before starting
-// another, and Close bounds it by its own deadline. Deliver returns when the
+// another, and Close starts it again, fresh. Deliver returns when the
 // window is over and no upload of it is running, or at the latest when ctx
 // ends.
 func (d *Durable) Deliver(ctx context.Context, stop <-chan struct{}) DeliverResult {
