@@ -222,6 +222,12 @@ func (tr *testRunner) invoke(t *testing.T, id string, d time.Duration) {
 	t.Helper()
 	before := tr.api.calls()
 	tr.api.events <- Event{EventType: Invoke, RequestID: id, DeadlineMs: time.Now().Add(d).UnixMilli()}
+	tr.awaitNext(before)
+}
+
+// awaitNext waits until the runner has called /event/next more than before
+// times, letting (fake) time pass while it works.
+func (tr *testRunner) awaitNext(before int) {
 	for tr.api.calls() == before {
 		synctest.Wait()
 		if tr.api.calls() == before {
@@ -349,12 +355,7 @@ func TestRunnerYieldsLongUpload(t *testing.T) {
 		tr.api.events <- Event{EventType: Invoke, RequestID: "r2", DeadlineMs: time.Now().Add(10 * time.Second).UnixMilli()}
 		time.Sleep(time.Second) // the function runs; the upload has begun
 		tr.tel.posts <- runtimeDoneRec("r2")
-		for tr.api.calls() == before {
-			synctest.Wait()
-			if tr.api.calls() == before {
-				time.Sleep(time.Millisecond)
-			}
-		}
+		tr.awaitNext(before)
 		if took := time.Since(invoked); took > 1300*time.Millisecond {
 			t.Errorf("back in /event/next %v after INVOKE, want by 1.25s: 1s of function plus a quarter of it", took)
 		}
