@@ -28,8 +28,8 @@ import (
 // that was taken, and Run never works for a caller that has gone. An upload
 // belongs to Run, not to the window that started it: when the window ends
 // first, the upload goes on (in Lambda, into the next invocation after a
-// freeze) and its result comes back to Run. Only Close (which starts it
-// again, fresh) and Run's end cut it, and then its batch comes back too.
+// freeze) and its result comes back to Run. Only Close's deadline (see
+// Close) and Run's end cut it, and then its batch comes back too.
 type Durable struct {
 	primary Sink
 	o       DurableOptions
@@ -167,6 +167,19 @@ type upload struct {
 	cancel    context.CancelCauseFunc
 	release   []func() // what bounds it from outside, released when it ends
 	start     time.Time
+	hurry     chan struct{} // closed when Close starts, see hurry
+}
+
+// hurryKey is the context key of an upload's hurry channel.
+type hurryKey struct{}
+
+// hurry returns a channel closed when the Durable running the upload of
+// ctx starts to close (SHUTDOWN): a sink in a retry wait of its own should
+// retry at once, with short waits from then on. It is nil, never ready,
+// outside a Durable's upload.
+func hurry(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(hurryKey{}).(chan struct{})
+	return ch
 }
 
 // errUploadCut is the cause of an upload's context when sluice cut it
@@ -237,7 +250,7 @@ func (d *Durable) Write(ctx context.Context, b *buffer.Batch) error {
 // the sink fails. Once stop is closed no new upload starts, except the
 // window's first (nil never closes). An upload still running when ctx ends
 // goes on in the background: the next window waits for it before starting
-// another, and Close starts it again, fresh. Deliver returns when the
+// another, and Close bounds it (see boundAtClose). Deliver returns when the
 // window is over and no upload of it is running, or at the latest when ctx
 // ends.
 func (d *Durable) Deliver(ctx context.Context, stop <-chan struct{}) DeliverResult {
@@ -412,24 +425,38 @@ func (d *Durable) startClose(req closeReq) {
 		d.backoff.until = time.Time{}
 	}
 	d.window = &window{ctx: req.ctx}
-	if u := d.inflight; u != nil && u.w.ctx.Err() != nil {
-		// An upload a delivery window left running started long ago: it
-		// may sit in a retry wait of the sink's own, or on a connection
-		// that died while the environment was frozen. SHUTDOWN's budget
-		// is short: start it again, fresh (its batch comes back first).
-		u.cancel(errUploadCut)
-	} else if u != nil {
-		// An upload of an open window (an eager one): Close's deadline is
-		// its deadline too, less the fallback's time when the sink is slow.
-		bound := req.ctx
-		if deadline, ok := req.ctx.Deadline(); ok && d.sinkSlower() {
-			var cancel context.CancelFunc
-			bound, cancel = context.WithDeadline(req.ctx, deadline.Add(-d.fallbackTime(u.b)))
-			u.release = append(u.release, cancel)
-		}
-		stop := context.AfterFunc(bound, func() { u.cancel(errUploadCut) })
-		u.release = append(u.release, func() { stop() })
+	if u := d.inflight; u != nil {
+		d.boundAtClose(req.ctx, u)
 	}
+}
+
+// boundAtClose bounds the upload running when Close starts, of an open
+// window (an eager one) or one a window left running (which may have
+// crossed a freeze). It is not cut at once: its answer may be on its way,
+// or already in the socket when SHUTDOWN thaws the environment, and a cut
+// request's batch is sent again, which a Serverless collection indexes
+// twice. The sink is told to hurry, so a retry wait of its own ends now.
+// Close's deadline is the upload's too, less the fallback's time when the
+// sink is slow. One a window left running gets half of that: a request
+// still unanswered then most likely sits on a connection that died while
+// the environment was frozen, and is cut to be started again, fresh (its
+// batch comes back first).
+func (d *Durable) boundAtClose(ctx context.Context, u *upload) {
+	close(u.hurry)
+	bound := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		if d.sinkSlower() {
+			deadline = deadline.Add(-d.fallbackTime(u.b))
+		}
+		if u.w.ctx.Err() != nil {
+			deadline = time.Now().Add(time.Until(deadline) / 2)
+		}
+		var cancel context.CancelFunc
+		bound, cancel = context.WithDeadline(ctx, deadline)
+		u.release = append(u.release, cancel)
+	}
+	stop := context.AfterFunc(bound, func() { u.cancel(errUploadCut) })
+	u.release = append(u.release, func() { stop() })
 }
 
 // step starts the next upload when a window allows it, and ends a window
@@ -478,7 +505,11 @@ func (d *Durable) start(ctx context.Context, w *window) bool {
 		parent = w.ctx // Close's deadline
 	}
 	uctx, cancel := context.WithCancelCause(parent)
-	u := &upload{b: b, fromSpill: fromSpill, w: w, ctx: uctx, cancel: cancel, start: time.Now()}
+	u := &upload{b: b, fromSpill: fromSpill, w: w, ctx: uctx, cancel: cancel, start: time.Now(), hurry: make(chan struct{})}
+	if d.closing != nil {
+		close(u.hurry)
+	}
+	uctx = context.WithValue(uctx, hurryKey{}, u.hurry)
 	limit := d.o.UploadTimeout
 	if d.closing != nil && d.sinkSlower() {
 		// The last uploads to a slow sink must leave the fallback its time.

@@ -30,16 +30,29 @@ type fakeSink struct {
 	fail     func(attempt int, b *buffer.Batch) error
 	delay    time.Duration
 	slowDown time.Duration // an extra delay that ignores ctx (a slow writer)
+	// waitHurry makes each Write wait an hour, as in a retry wait of its
+	// own, until its upload is hurried (see hurry).
+	waitHurry bool
 }
 
 func (f *fakeSink) Write(ctx context.Context, b *buffer.Batch) error {
 	f.mu.Lock()
 	f.attempts++
 	n := f.attempts
-	fail, delay, slow := f.fail, f.delay, f.slowDown
+	fail, delay, slow, waitHurry := f.fail, f.delay, f.slowDown, f.waitHurry
 	f.mu.Unlock()
 	if slow > 0 {
 		time.Sleep(slow)
+	}
+	if waitHurry {
+		t := time.NewTimer(time.Hour)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-hurry(ctx):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -62,6 +75,13 @@ func (f *fakeSink) Write(ctx context.Context, b *buffer.Batch) error {
 }
 
 func (f *fakeSink) Close(context.Context) error { return nil }
+
+// tries returns how many Writes the sink was given.
+func (f *fakeSink) tries() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.attempts
+}
 
 func (f *fakeSink) got() []uint64 {
 	f.mu.Lock()
@@ -326,9 +346,68 @@ func TestDurableDetachedUploadTimesOut(t *testing.T) {
 	})
 }
 
-// Close starts an upload an earlier window left running again, fresh,
-// instead of spending SHUTDOWN's budget in whatever it was waiting for (a
-// retry wait of the sink's own, a connection that died while frozen).
+// Close lets an upload an earlier window left running finish: its answer
+// may be on its way (in Lambda, already in the socket when SHUTDOWN thaws
+// the environment), and a request cut in flight has its batch sent again,
+// which a Serverless collection indexes twice (found by the OpenSearch
+// end-to-end test: the first _bulk into a new index outlived its window,
+// Close cut it and 192 documents were indexed twice).
+func TestDurableCloseLetsLeftRunningUploadFinish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, false, DurableOptions{})
+		h.primary.delay = 500 * time.Millisecond
+		h.write(t, 1)
+		h.deliver(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := h.d.Close(ctx); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+		if took := time.Since(start); took != 400*time.Millisecond {
+			t.Errorf("Close took %v, want the 400ms the upload had left", took)
+		}
+		if diff := cmp.Diff([]uint64{1}, h.primary.got()); diff != "" {
+			t.Errorf("sink (-want +got):\n%s", diff)
+		}
+		if n := h.primary.tries(); n != 1 {
+			t.Errorf("the sink was written %d times, want once", n)
+		}
+		every(t, h, 1)
+	})
+}
+
+// Close tells a left-running upload to hurry: a retry wait of the sink's
+// own ends at once, so SHUTDOWN's budget goes to the retry.
+func TestDurableCloseHurriesLeftRunningUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, false, DurableOptions{})
+		h.primary.waitHurry = true // the sink's own retry wait: an hour, unless hurried
+		h.write(t, 1)
+		h.deliver(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := h.d.Close(ctx); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Close took %v, want the hurried upload to end at once", took)
+		}
+		if diff := cmp.Diff([]uint64{1}, h.primary.got()); diff != "" {
+			t.Errorf("sink (-want +got):\n%s", diff)
+		}
+		if n := h.primary.tries(); n != 1 {
+			t.Errorf("the sink was written %d times, want once", n)
+		}
+		every(t, h, 1)
+	})
+}
+
+// An upload a window left running that is still unanswered halfway to
+// Close's deadline (less the fallback's time) most likely sits on a
+// connection that died while the environment was frozen: Close starts it
+// again, fresh.
 func TestDurableCloseRestartsLeftRunningUpload(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, false, DurableOptions{})

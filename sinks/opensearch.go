@@ -30,6 +30,8 @@ const (
 	DefaultAttemptTimeout = 30 * time.Second
 	defaultMinBackoff     = 100 * time.Millisecond
 	defaultMaxBackoff     = 5 * time.Second
+	// hurriedBackoff bounds the retry waits once the Durable closes.
+	hurriedBackoff = 50 * time.Millisecond
 )
 
 // OpenSearchOptions configures an OpenSearch sink. Endpoint, Index and
@@ -43,8 +45,11 @@ type OpenSearchOptions struct {
 	// go to one index.
 	Index IndexPattern
 	// Serverless is for OpenSearch Serverless collections, which refuse
-	// client document ids: documents are sent without _id, so a batch that
-	// is sent again after a partial failure can index some twice.
+	// client document ids: documents are sent without _id. A batch
+	// written again after a Write that did not finish sends only the rows
+	// no attempt of this sink saw indexed (see OpenSearch); a request cut
+	// before its answer came, or a batch sent again by another process
+	// (replayed from a spill), can still index some twice.
 	Serverless bool
 	// MinLevel skips rows whose level is below it (counted in
 	// BelowLevel). Rows without a level (platform.* and sluice.* rows) are
@@ -87,15 +92,19 @@ type OpenSearchAuth interface {
 
 // OpenSearchStats are an OpenSearch sink's counters since it was made.
 type OpenSearchStats struct {
-	Indexed      int64 // documents created (201)
-	Duplicates   int64 // documents already there from an earlier attempt (409 on create)
-	Retried      int64 // items sent again after a 429 or 5xx of their own
-	DeadLettered int64 // rows refused for good, handed to the dead-letter sink
-	BelowLevel   int64 // rows skipped below MinLevel
-	Requests     int64 // _bulk requests sent, retries included
-	Splits       int64 // requests split in two after a 413
-	WireBytes    int64 // compressed request bytes sent
-	BulkBytes    int64 // uncompressed request bytes sent
+	Indexed    int64 // documents created (201)
+	Duplicates int64 // documents already there from an earlier attempt (409 on create)
+	Retried    int64 // items sent again after a 429 or 5xx of their own
+	// AlreadyIndexed counts rows not sent again because an earlier Write
+	// of their batch saw them indexed (Serverless only: with ids, a row
+	// sent again is a 409, counted in Duplicates).
+	AlreadyIndexed int64
+	DeadLettered   int64 // rows refused for good, handed to the dead-letter sink
+	BelowLevel     int64 // rows skipped below MinLevel
+	Requests       int64 // _bulk requests sent, retries included
+	Splits         int64 // requests split in two after a 413
+	WireBytes      int64 // compressed request bytes sent
+	BulkBytes      int64 // uncompressed request bytes sent
 }
 
 // OpenSearch is a Sink that indexes the rows of each batch with _bulk
@@ -104,14 +113,20 @@ type OpenSearchStats struct {
 // items refused for good go to the dead-letter sink, and a 409 on create is
 // an earlier attempt's document. Write returns nil once every row is
 // indexed or dead-lettered.
+//
+// Documents sent to a Serverless collection have no ids, so a second
+// create of a row is a second document. The sink remembers which rows of
+// a batch were indexed when a Write of it returns an error, and a later
+// Write of the same batch (same Start, Env and Seq) skips them.
 type OpenSearch struct {
 	o      OpenSearchOptions
 	bulk   string // the _bulk URL
 	client *http.Client
 	closed atomic.Bool
+	done   indexedRows // Serverless only
 
 	indexed, duplicates, retried, dead, below atomic.Int64
-	requests, splits, wire, raw               atomic.Int64
+	requests, splits, wire, raw, already      atomic.Int64
 
 	gz sync.Pool // *gzip.Writer
 }
@@ -176,15 +191,16 @@ func trimSlash(s string) string {
 // Stats returns the counters so far.
 func (s *OpenSearch) Stats() OpenSearchStats {
 	return OpenSearchStats{
-		Indexed:      s.indexed.Load(),
-		Duplicates:   s.duplicates.Load(),
-		Retried:      s.retried.Load(),
-		DeadLettered: s.dead.Load(),
-		BelowLevel:   s.below.Load(),
-		Requests:     s.requests.Load(),
-		Splits:       s.splits.Load(),
-		WireBytes:    s.wire.Load(),
-		BulkBytes:    s.raw.Load(),
+		Indexed:        s.indexed.Load(),
+		Duplicates:     s.duplicates.Load(),
+		Retried:        s.retried.Load(),
+		AlreadyIndexed: s.already.Load(),
+		DeadLettered:   s.dead.Load(),
+		BelowLevel:     s.below.Load(),
+		Requests:       s.requests.Load(),
+		Splits:         s.splits.Load(),
+		WireBytes:      s.wire.Load(),
+		BulkBytes:      s.raw.Load(),
 	}
 }
 
@@ -211,7 +227,7 @@ var ErrParquetToOpenSearch = errors.New("the OpenSearch sink takes NDJSON batche
 // error says what is left; Retryable tells whether trying the batch again
 // may help (ctx ended with items pending, 429, 5xx, network) or not (403,
 // a damaged or Parquet batch).
-func (s *OpenSearch) Write(ctx context.Context, b *buffer.Batch) error {
+func (s *OpenSearch) Write(ctx context.Context, b *buffer.Batch) (err error) {
 	index := s.o.Index.Name(b.Start)
 	op := fmt.Sprintf("bulk %s batch %d", index, b.Seq)
 	if s.closed.Load() {
@@ -221,6 +237,17 @@ func (s *OpenSearch) Write(ctx context.Context, b *buffer.Batch) error {
 		return fmt.Errorf("%s: %w", op, ErrParquetToOpenSearch)
 	}
 	w := &bulkWrite{s: s, op: op, idBase: s.idBase(b)}
+	if s.o.Serverless {
+		// The rows an earlier Write saw indexed are this Write's until it
+		// returns: kept again if it fails, forgotten once all are done.
+		key := s.batchKey(b)
+		w.done = s.done.take(key)
+		defer func() {
+			if err != nil {
+				s.done.keep(key, w.done)
+			}
+		}()
+	}
 	w.action = appendAction(nil, index)
 	row := -1
 	for line, err := range buffer.Rows(b) {
@@ -235,6 +262,10 @@ func (s *OpenSearch) Write(ctx context.Context, b *buffer.Batch) error {
 			return fmt.Errorf("%s: damaged batch: %v", op, err)
 		}
 		row++
+		if w.done.has(row) {
+			s.already.Add(1)
+			continue
+		}
 		if lvl, ok := rowLevel(line); ok && lvl < s.o.MinLevel {
 			s.below.Add(1)
 			continue
@@ -257,6 +288,12 @@ func (s *OpenSearch) idBase(b *buffer.Batch) string {
 	if s.o.Serverless {
 		return ""
 	}
+	return s.batchKey(b)
+}
+
+// batchKey names a batch uniquely among the functions and execution
+// environments sharing an index: FUNCTION.START-ENV-SEQ. (the ids' prefix).
+func (s *OpenSearch) batchKey(b *buffer.Batch) string {
 	env := s.o.Env
 	if b.Env != "" {
 		env = b.Env
@@ -288,6 +325,7 @@ type bulkWrite struct {
 	items  []bulkItem
 	dead   []deadItem
 	body   bytes.Buffer // the compressed body of one request
+	done   rowSet       // rows seen indexed, Serverless only
 }
 
 // add appends the row as an item.
@@ -352,6 +390,13 @@ func (w *bulkWrite) deliver(ctx context.Context, items []bulkItem) error {
 			return err
 		}
 		wait := itemBackoff(attempt, s.o.MinBackoff, s.o.MaxBackoff)
+		hurried := hurry(ctx)
+		select {
+		case <-hurried:
+			// SHUTDOWN: the time left is short, retry soon.
+			wait, hurried = min(wait, hurriedBackoff), nil
+		default:
+		}
 		if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
 			return fmt.Errorf("%w (no time left to retry: %w)", err, context.DeadlineExceeded)
 		}
@@ -361,6 +406,8 @@ func (w *bulkWrite) deliver(ctx context.Context, items []bulkItem) error {
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		case <-hurried:
+			t.Stop()
 		case <-t.C:
 		}
 	}
@@ -375,6 +422,9 @@ func (w *bulkWrite) settle(items []bulkItem, res *bulkResult) []bulkItem {
 		switch {
 		case r.Status == http.StatusCreated || r.Status == http.StatusOK:
 			s.indexed.Add(1)
+			if s.o.Serverless {
+				w.done.add(it.row)
+			}
 		case r.Status == http.StatusConflict && !s.o.Serverless:
 			s.duplicates.Add(1)
 		case retryableStatus(r.Status):

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-logs/sluice/buffer"
@@ -307,4 +309,66 @@ func deadRecord(b *buffer.Batch, d deadItem) *buffer.Record {
 	}
 	rec.Fields = append(fields, '}')
 	return rec
+}
+
+// rowSet is a set of a batch's row numbers.
+type rowSet []uint64
+
+func (r rowSet) has(row int) bool {
+	return row/64 < len(r) && r[row/64]&(1<<(row%64)) != 0
+}
+
+func (r *rowSet) add(row int) {
+	for row/64 >= len(*r) {
+		*r = append(*r, 0)
+	}
+	(*r)[row/64] |= 1 << (row % 64)
+}
+
+// maxUnfinished bounds how many batches' indexed rows an OpenSearch sink
+// keeps: a batch whose Writes failed until the Durable gave it up to the
+// fallback is never written again, and the oldest such go first. Each
+// costs a bit per row (under 8 KiB for 64K rows).
+const maxUnfinished = 64
+
+// indexedRows holds, per batch key, the rows of unfinished batches that
+// were indexed.
+type indexedRows struct {
+	mu    sync.Mutex
+	rows  map[string]rowSet
+	order []string // keys, oldest first
+}
+
+// take removes and returns the rows kept for key (nil if none).
+func (x *indexedRows) take(key string) rowSet {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	r, ok := x.rows[key]
+	if !ok {
+		return nil
+	}
+	delete(x.rows, key)
+	x.order = slices.DeleteFunc(x.order, func(k string) bool { return k == key })
+	return r
+}
+
+// keep stores r for key, forgetting the oldest batch when there are more
+// than maxUnfinished.
+func (x *indexedRows) keep(key string, r rowSet) {
+	if len(r) == 0 {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.rows == nil {
+		x.rows = make(map[string]rowSet)
+	}
+	if _, ok := x.rows[key]; !ok {
+		x.order = append(x.order, key)
+	}
+	x.rows[key] = r
+	if len(x.order) > maxUnfinished {
+		delete(x.rows, x.order[0])
+		x.order = x.order[1:]
+	}
 }

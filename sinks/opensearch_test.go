@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,6 +342,144 @@ func TestOpenSearchIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenSearchServerlessResend: a Serverless collection takes no ids, so
+// a batch written again after a Write that ended with items pending (its
+// ctx cut in the retry wait: a delivery window ended, SHUTDOWN restarted
+// it) must send only the rows no attempt has indexed. Sending it whole
+// indexes the others twice.
+func TestOpenSearchServerlessResend(t *testing.T) {
+	refuse := true
+	f := &fakeCluster{answer: func(_ int, a []string) (int, string) {
+		if refuse {
+			refuse = false
+			return 200, items(201, 429, 201, 503)
+		}
+		st := make([]int, len(a))
+		for i := range st {
+			st[i] = 201
+		}
+		return 200, items(st...)
+	}}
+	s, _ := newTestSink(t, f, func(o *OpenSearchOptions) {
+		o.Serverless = true
+		o.MinBackoff, o.MaxBackoff = time.Minute, time.Minute
+	})
+	b := testBatch(t, 7, row("a"), row("b"), row("c"), row("d"))
+	// The first Write's ctx ends in its retry wait.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	s.o.Log = slog.New(logFunc(func(r slog.Record) {
+		if r.Message == "opensearch: retrying" {
+			cancel(errors.New("window over"))
+		}
+	}))
+	if err := s.Write(ctx, b); err == nil || !Retryable(err) {
+		t.Fatalf("first Write = %v, want a retryable error (2 items pending)", err)
+	}
+	// The same batch again (the Durable keeps the pointer; a spilled one
+	// comes back as a new Batch with the same identity).
+	again := *b
+	if err := s.Write(context.Background(), &again); err != nil {
+		t.Fatalf("second Write: %v", err)
+	}
+	if len(f.bodies) != 2 {
+		t.Fatalf("%d requests, want 2", len(f.bodies))
+	}
+	var docs []string
+	lines := strings.Split(strings.TrimSuffix(string(f.bodies[1]), "\n"), "\n")
+	for i := 1; i < len(lines); i += 2 {
+		var r struct{ Message string }
+		if err := json.Unmarshal([]byte(lines[i]), &r); err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, r.Message)
+	}
+	if diff := cmp.Diff([]string{"b", "d"}, docs); diff != "" {
+		t.Errorf("the batch written again sent other rows than those refused (-want +got):\n%s", diff)
+	}
+	got := s.Stats()
+	got.WireBytes, got.BulkBytes = 0, 0
+	if diff := cmp.Diff(OpenSearchStats{Indexed: 4, Retried: 2, AlreadyIndexed: 2, Requests: 2}, got); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+	// Delivered whole: nothing of it is kept, a third Write sends it all.
+	f.bodies = nil
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(f.bodies[0]), `{"create"`); n != 4 {
+		t.Errorf("a delivered batch written again sent %d documents, want 4", n)
+	}
+}
+
+// TestOpenSearchHurry: when the Durable starts to close, a retry wait of
+// the sink's own ends at once, and the waits after it are short.
+func TestOpenSearchHurry(t *testing.T) {
+	var calls atomic.Int32
+	f := &fakeCluster{answer: func(_ int, a []string) (int, string) {
+		if calls.Add(1) <= 2 {
+			return 200, items(429)
+		}
+		return 200, items(201)
+	}}
+	ch := make(chan struct{})
+	s, _ := newTestSink(t, f, func(o *OpenSearchOptions) {
+		o.MinBackoff, o.MaxBackoff = time.Hour, time.Hour
+		o.Log = slog.New(logFunc(func(r slog.Record) {
+			if calls.Load() == 1 {
+				close(ch) // in the first retry wait
+			}
+		}))
+	})
+	ctx := context.WithValue(context.Background(), hurryKey{}, ch)
+	start := time.Now()
+	if err := s.Write(ctx, testBatch(t, 1, row("a"))); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Write took %v, want the hurried retries at once (the second wait at most %v)", took, hurriedBackoff)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+}
+
+// TestIndexedRowsBound: the rows of batches never written again (given up
+// to the fallback) do not pile up: past maxUnfinished the oldest go.
+func TestIndexedRowsBound(t *testing.T) {
+	var x indexedRows
+	for i := range maxUnfinished + 1 {
+		var r rowSet
+		r.add(i)
+		x.keep(fmt.Sprint(i), r)
+	}
+	x.keep("empty", nil)
+	if r := x.take("0"); r != nil {
+		t.Errorf("take(oldest) = %v after %d more were kept, want it forgotten", r, maxUnfinished)
+	}
+	if r := x.take("empty"); r != nil {
+		t.Errorf("take(empty) = %v, want nothing kept", r)
+	}
+	r := x.take(fmt.Sprint(maxUnfinished))
+	if !r.has(maxUnfinished) || r.has(maxUnfinished-1) || r.has(1000) {
+		t.Errorf("take(newest) = %v, want the set of row %d", r, maxUnfinished)
+	}
+	if r := x.take(fmt.Sprint(maxUnfinished)); r != nil {
+		t.Errorf("second take = %v, want nil: take hands the rows over", r)
+	}
+	if len(x.rows) != maxUnfinished-1 || len(x.order) != maxUnfinished-1 {
+		t.Errorf("%d sets in %d keys left, want %d", len(x.rows), len(x.order), maxUnfinished-1)
+	}
+}
+
+// logFunc is a slog.Handler calling itself with each record.
+type logFunc func(slog.Record)
+
+func (f logFunc) Enabled(context.Context, slog.Level) bool      { return true }
+func (f logFunc) Handle(_ context.Context, r slog.Record) error { f(r); return nil }
+func (f logFunc) WithAttrs([]slog.Attr) slog.Handler            { return f }
+func (f logFunc) WithGroup(string) slog.Handler                 { return f }
 
 func TestOpenSearchRefuses(t *testing.T) {
 	f := &fakeCluster{answer: func(int, []string) (int, string) { return 200, items(201) }}
