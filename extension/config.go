@@ -105,8 +105,9 @@ const (
 	DefaultSpillMaxBytes = 128 << 20
 	// DefaultMemoryLimitMB is the Go heap limit. The extension needs about
 	// 10 MB to run, the buffer cap 16 MiB, an open batch 3-4 MiB and the
-	// telemetry in flight up to 8 MiB: 48 MB leaves a 128 MB function about
-	// 80 MB, and a log storm makes the GC work harder instead of growing.
+	// telemetry in flight up to 12 MiB (two bodies being read, 6 MiB
+	// queued): 48 MB leaves a 128 MB function about 80 MB, and a log storm
+	// makes the GC work harder instead of growing.
 	DefaultMemoryLimitMB = 48
 )
 

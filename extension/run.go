@@ -269,8 +269,9 @@ func (r *Runner) start(ctx context.Context) *session {
 	// A few POSTs' worth: a POST is answered once its records are queued,
 	// and Lambda's buffer for a subscriber whose answer is late overflows
 	// into drops (the log-storm scenario lost 0.03-0.1% of its lines with
-	// room for one). Memory stays bounded by the queue, and a POST that
-	// finds it full waits or is answered 503.
+	// room for one). Memory stays bounded by the queue, in POSTs and in
+	// bytes (telemetry.DefaultMaxQueuedBytes), and a POST that finds it
+	// full waits or is answered 503.
 	recs := make(chan []buffer.Record, 4)
 	s := &session{served: make(chan error, 1), pipelineDone: make(chan struct{})}
 	var lctx, pctx context.Context

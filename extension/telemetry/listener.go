@@ -32,6 +32,11 @@ const (
 	// overlapping it. More means a sender that is not Lambda, and each may
 	// hold up to MaxBody of body plus its decoded records.
 	DefaultMaxInFlight = 2
+	// DefaultMaxQueuedBytes bounds the body bytes of the POSTs answered 200
+	// whose records wait in the output channel: a flood of the largest
+	// bodies queues two, not as many as the channel holds (four 2.6 MB
+	// POSTs queued took the listener-flood scenario over its memory limit).
+	DefaultMaxQueuedBytes = 6 << 20
 	// DefaultBodyTimeout bounds reading one body. A sender frozen with the
 	// environment mid-body times out at thaw and Lambda sends the batch
 	// again.
@@ -57,6 +62,11 @@ type Listener struct {
 	// once; past it a POST is answered 503 before its body is read. Zero
 	// means DefaultMaxInFlight.
 	MaxInFlight int
+	// MaxQueuedBytes bounds the body bytes of the POSTs whose records wait
+	// in Serve's output channel, as its capacity bounds their number; a
+	// POST always fits an empty channel. Zero means DefaultMaxQueuedBytes.
+	// With an unbuffered channel each POST waits for the caller instead.
+	MaxQueuedBytes int64
 	// BodyTimeout bounds reading one body. Zero means DefaultBodyTimeout.
 	BodyTimeout time.Duration
 	// Logger receives counts and problems, never record contents (the
@@ -196,6 +206,7 @@ type handler struct {
 	// it cost a reallocation of every body (12% of the bytes allocated at
 	// 1,000 lines per invocation).
 	slots   slots
+	queued  queued
 	closing atomic.Bool
 	log     *slog.Logger
 }
@@ -217,6 +228,10 @@ func (l *Listener) handler(out chan<- []buffer.Record) *handler {
 	}
 	if h.sendTimeout <= 0 {
 		h.sendTimeout = DefaultSendTimeout
+	}
+	h.queued.max = l.MaxQueuedBytes
+	if h.queued.max <= 0 {
+		h.queued.max = DefaultMaxQueuedBytes
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -282,7 +297,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.release()
 	held = false
 
-	if len(recs) > 0 && !h.send(r.Context(), recs) {
+	if len(recs) > 0 && !h.send(r.Context(), recs, n) {
 		// Lambda retries a failed POST later, so the batch is delayed, not
 		// lost; if the consumer stays behind, Lambda drops records itself
 		// and says so in a platform.logsDropped event, which is archived.
@@ -404,16 +419,76 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, b *body) (int
 	return n, true
 }
 
-// send hands recs to the output channel. When the channel is full it waits
-// for room, but no longer than sendTimeout and the request's life: Lambda
-// must get an answer quickly (a slow answer stalls its delivery), and a 503
-// makes it retry the batch later instead.
-func (h *handler) send(ctx context.Context, recs []buffer.Record) bool {
-	select {
-	case h.out <- recs:
-		return true
-	default:
+// send hands recs, from a body of n bytes, to the output channel. When the
+// channel is full, or holds MaxQueuedBytes of bodies, it waits for room,
+// but no longer than sendTimeout and the request's life: Lambda must get
+// an answer quickly (a slow answer stalls its delivery), and a 503 makes
+// it retry the batch later instead.
+func (h *handler) send(ctx context.Context, recs []buffer.Record, n int64) bool {
+	if cap(h.out) == 0 {
+		return h.sendUnbuffered(ctx, recs)
 	}
+	if h.trySend(recs, n) {
+		return true
+	}
+	t := time.NewTimer(h.sendTimeout)
+	defer t.Stop()
+	// The caller takes records without telling the listener: a POST
+	// waiting for room looks again every queuePoll (only under
+	// back-pressure, and at most MaxInFlight POSTs wait).
+	tick := time.NewTicker(queuePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if h.trySend(recs, n) {
+				return true
+			}
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// queuePoll is how often a POST waiting for room in the output channel
+// looks again.
+const queuePoll = 2 * time.Millisecond
+
+// queued accounts for the records waiting in the output channel: the body
+// bytes of each POST sent, oldest first. Only trySend sends, under mu, so
+// the POSTs the caller has taken are the oldest, as many as the channel
+// holds fewer than were sent.
+type queued struct {
+	mu      sync.Mutex
+	charges []int64
+	bytes   int64
+	max     int64
+}
+
+// trySend sends recs if the output channel has room for them, in number
+// and in bytes, and reports whether it did.
+func (h *handler) trySend(recs []buffer.Record, n int64) bool {
+	q := &h.queued
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for taken := len(q.charges) - len(h.out); taken > 0; taken-- {
+		q.bytes -= q.charges[0]
+		q.charges = q.charges[1:]
+	}
+	if len(h.out) == cap(h.out) || len(q.charges) > 0 && q.bytes+n > q.max {
+		return false
+	}
+	h.out <- recs // there is room, and only trySend sends: it cannot block
+	q.charges = append(q.charges, n)
+	q.bytes += n
+	return true
+}
+
+// sendUnbuffered hands recs to a caller reading an unbuffered channel,
+// waiting as send does.
+func (h *handler) sendUnbuffered(ctx context.Context, recs []buffer.Record) bool {
 	t := time.NewTimer(h.sendTimeout)
 	defer t.Stop()
 	select {

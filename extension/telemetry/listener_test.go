@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,7 +179,7 @@ func TestHandlerWaitsForRoom(t *testing.T) {
 		roomAfter  time.Duration // when the consumer takes a batch; 0: never
 		wantStatus int
 	}{
-		{name: "room appears in time", roomAfter: DefaultSendTimeout - time.Millisecond, wantStatus: http.StatusOK},
+		{name: "room appears in time", roomAfter: DefaultSendTimeout - 5*queuePoll, wantStatus: http.StatusOK},
 		{name: "no room", wantStatus: http.StatusServiceUnavailable},
 	}
 	for _, tt := range tests {
@@ -217,6 +218,38 @@ func TestHandlerWaitsForRoom(t *testing.T) {
 			})
 		})
 	}
+}
+
+// The output channel holds at most MaxQueuedBytes of bodies besides its
+// count: a flood of the largest bodies queues two, not four (the
+// listener-flood scenario's live heap reached 33 MB with four 2.6 MB POSTs
+// queued, and its RSS 48.3 MB, over SLUICE_MEMORY_LIMIT_MB).
+func TestListenerQueueBytes(t *testing.T) {
+	line := `{"time":"2026-12-07T10:00:00.000Z","type":"function","record":"` + strings.Repeat("x", 1000) + `"}`
+	payload := "[" + strings.Repeat(line+",", 999) + line + "]" // ~1 MB
+	synctest.Test(t, func(t *testing.T) {
+		l := &Listener{Logger: quiet, MaxQueuedBytes: int64(len(payload)) * 3 / 2}
+		out := make(chan []buffer.Record, 4) // nobody reads yet
+		h := l.handler(out)
+		post := func() int {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(payload)))
+			return w.Code
+		}
+		// The first fits the empty channel whatever its size, the second
+		// not the bytes left (though the channel has room for 3 more), and
+		// none appears within the send timeout.
+		if codes := []int{post(), post(), post()}; !slices.Equal(codes, []int{200, 503, 503}) {
+			t.Errorf("POSTs of %d bytes with %d bytes of queue answered %v, want [200 503 503]", len(payload), l.MaxQueuedBytes, codes)
+		}
+		<-out
+		if code := post(); code != http.StatusOK {
+			t.Errorf("POST after the queue was taken: %d, want 200", code)
+		}
+		if len(out) != 1 {
+			t.Errorf("%d POSTs queued, want 1", len(out))
+		}
+	})
 }
 
 func TestListenerURI(t *testing.T) {
