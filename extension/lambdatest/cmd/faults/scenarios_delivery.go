@@ -104,7 +104,7 @@ func slowEvictionDeadline() scenario {
 	const timeout = 1500 * time.Millisecond
 	return scenario{
 		name:    "slow-eviction-deadline",
-		vars:    []string{"SLUICE_BUFFER_MAX_BYTES=1MiB", "SLUICE_SPILL_MAX_BYTES=0", "SLUICE_BATCH_MAX_BYTES=8MiB"},
+		vars:    []string{"SLUICE_BUFFER_MAX_BYTES=1MiB", "SLUICE_SPILL_MAX_BYTES=0", "SLUICE_BATCH_MAX_BYTES=8MiB", "GODEBUG=gctrace=1"},
 		timeout: timeout,
 		// Longer than any window: every upload of the storm is cut.
 		initial: latency(2 * time.Second),
@@ -312,8 +312,9 @@ func listenerFlood() scenario {
 	return scenario{
 		name: "listener-flood",
 		rss:  true,
-		// sluice's default batch size: the flood's acknowledged lines are
-		// a few 8 MiB objects, not hundreds of 64 KiB ones.
+		// Batches twice the default size: the flood's acknowledged lines
+		// are a few 8 MiB objects, not hundreds of 64 KiB ones, and the
+		// larger open batch is the harder case for the memory limit.
 		vars:    []string{fmt.Sprintf("SLUICE_MEMORY_LIMIT_MB=%d", memoryLimitMB), "SLUICE_BATCH_MAX_BYTES=8MiB"},
 		timeout: 5 * time.Second,
 		run: func(r *run) error {
