@@ -44,6 +44,7 @@ const maxWaiters = 64
 // channel a request returns is closed by the pipeline alone.
 type pipeline struct {
 	in       <-chan []buffer.Record
+	taken    func() // called as each POST's records are taken from in; nil: none
 	reqs     chan request
 	batcher  *buffer.Batcher
 	stager   *buffer.Stager
@@ -125,6 +126,7 @@ func (p *pipeline) run(ctx context.Context) {
 		}
 		select {
 		case recs := <-p.in:
+			p.took()
 			p.add(ctx, recs)
 		case req := <-p.reqs:
 			// Every record already acknowledged to Lambda is added first,
@@ -199,11 +201,20 @@ func (p *pipeline) AwaitRuntimeDone(ctx context.Context, id string) *runtimeDone
 	return r
 }
 
+// took tells the listener a POST's records were taken from in, before
+// they are added: a POST waiting for room in the queue goes in meanwhile.
+func (p *pipeline) took() {
+	if p.taken != nil {
+		p.taken()
+	}
+}
+
 // drain adds what is already queued on in, without waiting for more.
 func (p *pipeline) drain(ctx context.Context) {
 	for {
 		select {
 		case recs := <-p.in:
+			p.took()
 			p.add(ctx, recs)
 		default:
 			return

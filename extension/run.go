@@ -270,7 +270,7 @@ func (r *Runner) start(ctx context.Context) *session {
 	// and Lambda's buffer for a subscriber whose answer is late overflows
 	// into drops (the log-storm scenario lost 0.03-0.1% of its lines with
 	// room for one). Memory stays bounded by the queue, in POSTs and in
-	// bytes (telemetry.DefaultMaxQueuedBytes), and a POST that finds it
+	// bytes (telemetry.DefaultMaxPendingBytes), and a POST that finds it
 	// full waits or is answered 503.
 	recs := make(chan []buffer.Record, 4)
 	s := &session{served: make(chan error, 1), pipelineDone: make(chan struct{})}
@@ -285,6 +285,9 @@ func (r *Runner) start(ctx context.Context) *session {
 
 	batcher := buffer.NewBatcher(buffer.Meta{Function: r.reg.FunctionName, Version: r.reg.FunctionVersion}, r.Config.Limits(), time.Now)
 	p := newPipeline(recs, batcher, r.deliveries, r.Fallback, &r.c)
+	if t, ok := r.tel.(interface{ Taken() }); ok {
+		p.taken = t.Taken // a POST waiting for room in its queue goes in at once
+	}
 	policy := r.Config.Policy
 	// Interleaved invocations: a line without a requestId belongs to none.
 	policy.Concurrent = r.Eager()

@@ -32,11 +32,13 @@ const (
 	// overlapping it. More means a sender that is not Lambda, and each may
 	// hold up to MaxBody of body plus its decoded records.
 	DefaultMaxInFlight = 2
-	// DefaultMaxQueuedBytes bounds the body bytes of the POSTs answered 200
-	// whose records wait in the output channel: a flood of the largest
-	// bodies queues two, not as many as the channel holds (four 2.6 MB
-	// POSTs queued took the listener-flood scenario over its memory limit).
-	DefaultMaxQueuedBytes = 6 << 20
+	// DefaultMaxPendingBytes bounds the bytes of telemetry in the
+	// listener: the bodies being read and decoded, and those of the POSTs
+	// answered 200 whose records wait in the output channel. A flood of
+	// the largest bodies holds two, not the slots' two plus as many as
+	// the channel holds (which took the listener-flood scenario over its
+	// memory limit); Lambda's own POSTs, up to 2 MiB, rarely meet it.
+	DefaultMaxPendingBytes = 8 << 20
 	// DefaultBodyTimeout bounds reading one body. A sender frozen with the
 	// environment mid-body times out at thaw and Lambda sends the batch
 	// again.
@@ -62,11 +64,12 @@ type Listener struct {
 	// once; past it a POST is answered 503 before its body is read. Zero
 	// means DefaultMaxInFlight.
 	MaxInFlight int
-	// MaxQueuedBytes bounds the body bytes of the POSTs whose records wait
-	// in Serve's output channel, as its capacity bounds their number; a
-	// POST always fits an empty channel. Zero means DefaultMaxQueuedBytes.
-	// With an unbuffered channel each POST waits for the caller instead.
-	MaxQueuedBytes int64
+	// MaxPendingBytes bounds the body bytes of the POSTs being read or
+	// decoded and of those whose records wait in Serve's output channel
+	// (its capacity bounds their number); past it a POST is answered 503
+	// before its body is read, unless nothing is pending. Zero means
+	// DefaultMaxPendingBytes.
+	MaxPendingBytes int64
 	// BodyTimeout bounds reading one body. Zero means DefaultBodyTimeout.
 	BodyTimeout time.Duration
 	// Logger receives counts and problems, never record contents (the
@@ -76,7 +79,9 @@ type Listener struct {
 	ln   net.Listener
 	host string // the host part of the listen address
 
-	decoders sync.Pool // *Decoder
+	decoders sync.Pool     // *Decoder
+	room     chan struct{} // signalled by Taken
+	roomOnce sync.Once
 
 	posts, records, malformed, bytes, oversized, busy, readErrors atomic.Int64
 	lastPost                                                      atomic.Int64 // unix nanoseconds; 0 before the first POST
@@ -206,7 +211,7 @@ type handler struct {
 	// it cost a reallocation of every body (12% of the bytes allocated at
 	// 1,000 lines per invocation).
 	slots   slots
-	queued  queued
+	pending pending
 	closing atomic.Bool
 	log     *slog.Logger
 }
@@ -229,9 +234,9 @@ func (l *Listener) handler(out chan<- []buffer.Record) *handler {
 	if h.sendTimeout <= 0 {
 		h.sendTimeout = DefaultSendTimeout
 	}
-	h.queued.max = l.MaxQueuedBytes
-	if h.queued.max <= 0 {
-		h.queued.max = DefaultMaxQueuedBytes
+	h.pending.max = l.MaxPendingBytes
+	if h.pending.max <= 0 {
+		h.pending.max = DefaultMaxPendingBytes
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -280,6 +285,21 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.slots.put(b)
 	}()
+	// So are the bytes: the body's, from now until its records are taken.
+	charge := r.ContentLength
+	if charge < 0 {
+		charge = h.maxBody // chunked: the most it may be
+	}
+	if !h.admit(charge) {
+		h.refuse(w, "too much telemetry in flight")
+		return
+	}
+	queued := false
+	defer func() {
+		if !queued {
+			h.pending.release(charge)
+		}
+	}()
 	n, ok := h.readBody(w, r, b)
 	if !ok {
 		return
@@ -297,7 +317,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.release()
 	held = false
 
-	if len(recs) > 0 && !h.send(r.Context(), recs, n) {
+	if len(recs) > 0 && !h.send(r.Context(), recs, charge, &queued) {
 		// Lambda retries a failed POST later, so the batch is delayed, not
 		// lost; if the consumer stays behind, Lambda drops records itself
 		// and says so in a platform.logsDropped event, which is archived.
@@ -419,70 +439,117 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, b *body) (int
 	return n, true
 }
 
-// send hands recs, from a body of n bytes, to the output channel. When the
-// channel is full, or holds MaxQueuedBytes of bodies, it waits for room,
-// but no longer than sendTimeout and the request's life: Lambda must get
-// an answer quickly (a slow answer stalls its delivery), and a 503 makes
-// it retry the batch later instead.
-func (h *handler) send(ctx context.Context, recs []buffer.Record, n int64) bool {
+// send hands recs to the output channel, and reports in queued whether
+// they wait there with their charge (a buffered channel). When the channel
+// is full it waits for room, but no longer than sendTimeout and the
+// request's life: Lambda must get an answer quickly (a slow answer stalls
+// its delivery), and a 503 makes it retry the batch later instead.
+func (h *handler) send(ctx context.Context, recs []buffer.Record, charge int64, queued *bool) bool {
 	if cap(h.out) == 0 {
 		return h.sendUnbuffered(ctx, recs)
 	}
-	if h.trySend(recs, n) {
+	if h.trySend(recs, charge) {
+		*queued = true
 		return true
 	}
 	t := time.NewTimer(h.sendTimeout)
 	defer t.Stop()
-	// The caller takes records without telling the listener: a POST
-	// waiting for room looks again every queuePoll (only under
-	// back-pressure, and at most MaxInFlight POSTs wait).
+	// A POST waiting for room looks again when the caller says it took a
+	// POST's records (Taken), and every queuePoll for a caller that does
+	// not say (only under back-pressure; at most MaxInFlight POSTs wait).
 	tick := time.NewTicker(queuePoll)
 	defer tick.Stop()
+	room := h.l.roomSignal()
 	for {
 		select {
+		case <-room:
 		case <-tick.C:
-			if h.trySend(recs, n) {
-				return true
-			}
 		case <-t.C:
 			return false
 		case <-ctx.Done():
 			return false
 		}
+		if h.trySend(recs, charge) {
+			*queued = true
+			h.l.Taken() // the other POST waiting may fit too
+			return true
+		}
 	}
 }
 
 // queuePoll is how often a POST waiting for room in the output channel
-// looks again.
+// looks again when the caller does not call Taken.
 const queuePoll = 2 * time.Millisecond
 
-// queued accounts for the records waiting in the output channel: the body
-// bytes of each POST sent, oldest first. Only trySend sends, under mu, so
-// the POSTs the caller has taken are the oldest, as many as the channel
-// holds fewer than were sent.
-type queued struct {
+// Taken tells the listener that the caller took a POST's records from
+// Serve's output channel: a POST waiting for room looks again at once,
+// as it would if it were blocked on the channel itself.
+func (l *Listener) Taken() {
+	select {
+	case l.roomSignal() <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Listener) roomSignal() chan struct{} {
+	l.roomOnce.Do(func() { l.room = make(chan struct{}, 1) })
+	return l.room
+}
+
+// pending accounts for the bytes of telemetry in the listener: bodies
+// admitted and not yet queued, and the charges of the POSTs in the output
+// channel, oldest first. Only trySend sends, under mu, so the POSTs the
+// caller has taken are the oldest, as many as the channel holds fewer
+// than were sent.
+type pending struct {
 	mu      sync.Mutex
 	charges []int64
 	bytes   int64
 	max     int64
 }
 
-// trySend sends recs if the output channel has room for them, in number
-// and in bytes, and reports whether it did.
-func (h *handler) trySend(recs []buffer.Record, n int64) bool {
-	q := &h.queued
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for taken := len(q.charges) - len(h.out); taken > 0; taken-- {
-		q.bytes -= q.charges[0]
-		q.charges = q.charges[1:]
+// reconcile drops the charges of the POSTs the caller took from out.
+// The caller holds mu.
+func (p *pending) reconcile(inChannel int) {
+	for taken := len(p.charges) - inChannel; taken > 0; taken-- {
+		p.bytes -= p.charges[0]
+		p.charges = p.charges[1:]
 	}
-	if len(h.out) == cap(h.out) || len(q.charges) > 0 && q.bytes+n > q.max {
+}
+
+func (p *pending) release(n int64) {
+	p.mu.Lock()
+	p.bytes -= n
+	p.mu.Unlock()
+}
+
+// admit counts n bytes of body about to be read if they fit: always when
+// nothing is pending.
+func (h *handler) admit(n int64) bool {
+	p := &h.pending
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reconcile(len(h.out))
+	if p.bytes > 0 && p.bytes+n > p.max {
+		return false
+	}
+	p.bytes += n
+	return true
+}
+
+// trySend sends recs, admitted with charge, if the output channel has
+// room, and reports whether it did; the charge then stays until the caller
+// takes them.
+func (h *handler) trySend(recs []buffer.Record, charge int64) bool {
+	p := &h.pending
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reconcile(len(h.out))
+	if len(h.out) == cap(h.out) {
 		return false
 	}
 	h.out <- recs // there is room, and only trySend sends: it cannot block
-	q.charges = append(q.charges, n)
-	q.bytes += n
+	p.charges = append(p.charges, charge)
 	return true
 }
 

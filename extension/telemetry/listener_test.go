@@ -220,15 +220,16 @@ func TestHandlerWaitsForRoom(t *testing.T) {
 	}
 }
 
-// The output channel holds at most MaxQueuedBytes of bodies besides its
-// count: a flood of the largest bodies queues two, not four (the
-// listener-flood scenario's live heap reached 33 MB with four 2.6 MB POSTs
-// queued, and its RSS 48.3 MB, over SLUICE_MEMORY_LIMIT_MB).
-func TestListenerQueueBytes(t *testing.T) {
+// The bytes of telemetry in the listener are bounded besides the POSTs:
+// a flood of the largest bodies holds two, not the slots' two plus the
+// channel's four (the listener-flood scenario's live heap reached 33 MB,
+// and its RSS 48.3 MB, over SLUICE_MEMORY_LIMIT_MB). A POST over the bound
+// is refused at once, before its body is read.
+func TestListenerPendingBytes(t *testing.T) {
 	line := `{"time":"2026-12-07T10:00:00.000Z","type":"function","record":"` + strings.Repeat("x", 1000) + `"}`
 	payload := "[" + strings.Repeat(line+",", 999) + line + "]" // ~1 MB
 	synctest.Test(t, func(t *testing.T) {
-		l := &Listener{Logger: quiet, MaxQueuedBytes: int64(len(payload)) * 3 / 2}
+		l := &Listener{Logger: quiet, MaxPendingBytes: int64(len(payload)) * 3 / 2}
 		out := make(chan []buffer.Record, 4) // nobody reads yet
 		h := l.handler(out)
 		post := func() int {
@@ -236,18 +237,56 @@ func TestListenerQueueBytes(t *testing.T) {
 			h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(payload)))
 			return w.Code
 		}
-		// The first fits the empty channel whatever its size, the second
-		// not the bytes left (though the channel has room for 3 more), and
-		// none appears within the send timeout.
+		start := time.Now()
+		// The first fits whatever its size, the second not the bytes left
+		// (though the channel has room for 3 more).
 		if codes := []int{post(), post(), post()}; !slices.Equal(codes, []int{200, 503, 503}) {
-			t.Errorf("POSTs of %d bytes with %d bytes of queue answered %v, want [200 503 503]", len(payload), l.MaxQueuedBytes, codes)
+			t.Errorf("POSTs of %d bytes with %d bytes pending allowed answered %v, want [200 503 503]", len(payload), l.MaxPendingBytes, codes)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("the POSTs over the bound were answered after %v, want at once", d)
 		}
 		<-out
 		if code := post(); code != http.StatusOK {
 			t.Errorf("POST after the queue was taken: %d, want 200", code)
 		}
-		if len(out) != 1 {
-			t.Errorf("%d POSTs queued, want 1", len(out))
+		if len(out) != 1 || h.pending.bytes != int64(len(payload)) {
+			t.Errorf("%d POSTs queued, %d bytes pending, want 1 and %d", len(out), h.pending.bytes, len(payload))
+		}
+	})
+}
+
+// Taken lets a POST waiting for room in at once: with only its poll, each
+// waiting POST's answer came up to 2 ms late, and the log-storm scenario
+// lost 5 of 2,000,002 lines, twice, to Lambda's buffer overflowing
+// meanwhile.
+func TestListenerTakenWakes(t *testing.T) {
+	body := golden(t, "function-text.json")
+	synctest.Test(t, func(t *testing.T) {
+		l := &Listener{Logger: quiet}
+		out := make(chan []buffer.Record, 1)
+		out <- nil // full
+		h := l.handler(out)
+		done := make(chan int)
+		go func() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
+			done <- w.Code
+		}()
+		time.Sleep(queuePoll / 2) // between two looks
+		synctest.Wait()
+		start := time.Now()
+		<-out
+		l.Taken()
+		synctest.Wait()
+		select {
+		case code := <-done:
+			if code != http.StatusOK || time.Since(start) != 0 {
+				t.Errorf("answered %d after %v, want 200 at once", code, time.Since(start))
+			}
+		default:
+			t.Error("the POST still waits after Taken, want it queued at once")
+			<-done
 		}
 	})
 }
