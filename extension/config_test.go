@@ -304,7 +304,7 @@ func TestGoMemoryLimit(t *testing.T) {
 	for _, tt := range []struct {
 		mb   int
 		want int64
-	}{{48, 38 << 20}, {16, 8 << 20}, {20, 10 << 20}, {1024, 1014 << 20}} {
+	}{{48, 36 << 20}, {16, 8 << 20}, {20, 10 << 20}, {1024, 1012 << 20}} {
 		if got := GoMemoryLimit(tt.mb); got != tt.want {
 			t.Errorf("GoMemoryLimit(%d) = %d MiB, want %d MiB", tt.mb, got>>20, tt.want>>20)
 		}
