@@ -351,57 +351,44 @@ func TestDurableDetachedUploadTimesOut(t *testing.T) {
 // the environment), and a request cut in flight has its batch sent again,
 // which a Serverless collection indexes twice (found by the OpenSearch
 // end-to-end test: the first _bulk into a new index outlived its window,
-// Close cut it and 192 documents were indexed twice).
+// Close cut it and 192 documents were indexed twice). And it tells the
+// upload to hurry: a retry wait of the sink's own ends at once, so
+// SHUTDOWN's budget goes to the retry.
 func TestDurableCloseLetsLeftRunningUploadFinish(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, false, DurableOptions{})
-		h.primary.delay = 500 * time.Millisecond
-		h.write(t, 1)
-		h.deliver(100 * time.Millisecond)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		start := time.Now()
-		if err := h.d.Close(ctx); err != nil {
-			t.Errorf("Close = %v", err)
-		}
-		if took := time.Since(start); took != 400*time.Millisecond {
-			t.Errorf("Close took %v, want the 400ms the upload had left", took)
-		}
-		if diff := cmp.Diff([]uint64{1}, h.primary.got()); diff != "" {
-			t.Errorf("sink (-want +got):\n%s", diff)
-		}
-		if n := h.primary.tries(); n != 1 {
-			t.Errorf("the sink was written %d times, want once", n)
-		}
-		every(t, h, 1)
-	})
-}
-
-// Close tells a left-running upload to hurry: a retry wait of the sink's
-// own ends at once, so SHUTDOWN's budget goes to the retry.
-func TestDurableCloseHurriesLeftRunningUpload(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, false, DurableOptions{})
-		h.primary.waitHurry = true // the sink's own retry wait: an hour, unless hurried
-		h.write(t, 1)
-		h.deliver(100 * time.Millisecond)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		start := time.Now()
-		if err := h.d.Close(ctx); err != nil {
-			t.Errorf("Close = %v", err)
-		}
-		if took := time.Since(start); took != 0 {
-			t.Errorf("Close took %v, want the hurried upload to end at once", took)
-		}
-		if diff := cmp.Diff([]uint64{1}, h.primary.got()); diff != "" {
-			t.Errorf("sink (-want +got):\n%s", diff)
-		}
-		if n := h.primary.tries(); n != 1 {
-			t.Errorf("the sink was written %d times, want once", n)
-		}
-		every(t, h, 1)
-	})
+	for _, tt := range []struct {
+		name      string
+		delay     time.Duration // the upload's own time
+		waitHurry bool          // it sits in a retry wait of an hour unless hurried
+		want      time.Duration // Close's
+	}{
+		{name: "answer on its way", delay: 500 * time.Millisecond, want: 400 * time.Millisecond},
+		{name: "in a retry wait", waitHurry: true, want: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, false, DurableOptions{})
+				h.primary.delay, h.primary.waitHurry = tt.delay, tt.waitHurry
+				h.write(t, 1)
+				h.deliver(100 * time.Millisecond)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				start := time.Now()
+				if err := h.d.Close(ctx); err != nil {
+					t.Errorf("Close = %v", err)
+				}
+				if took := time.Since(start); took != tt.want {
+					t.Errorf("Close took %v, want %v", took, tt.want)
+				}
+				if diff := cmp.Diff([]uint64{1}, h.primary.got()); diff != "" {
+					t.Errorf("sink (-want +got):\n%s", diff)
+				}
+				if n := h.primary.tries(); n != 1 {
+					t.Errorf("the sink was written %d times, want once", n)
+				}
+				every(t, h, 1)
+			})
+		})
+	}
 }
 
 // An upload a window left running that is still unanswered halfway to
