@@ -309,11 +309,15 @@ func (l *ledger) addOutputLine(raw []byte) {
 	l.countLocked(l.fallback, k, v)
 }
 
+// maxMissingKeys is how many of the lines found nowhere a result names.
+const maxMissingKeys = 5
+
 // counts is one scenario's result row.
 type counts struct {
 	Emitted, Archived, Fallback, Lost, Duplicates int
-	Missing                                       int // lines the scenario wrote or posted, found nowhere
-	Refused                                       int // lines of refused bodies that were delivered all the same
+	Missing                                       int      // lines the scenario wrote or posted, found nowhere
+	MissingKeys                                   []string // the first few of them, to look for in the output
+	Refused                                       int      // lines of refused bodies that were delivered all the same
 }
 
 // result computes the row: emitted is what the platform counted plus what
@@ -323,6 +327,12 @@ func (l *ledger) result(functionLines int64) counts {
 	defer l.mu.Unlock()
 	c := counts{Emitted: int(functionLines) + len(l.exp.injected) + len(l.exp.malformed)}
 	found := func(k string) bool { return l.archive.count(k) > 0 || l.fallback.count(k) > 0 }
+	missing := func(k string) {
+		c.Missing++
+		if len(c.MissingKeys) < maxMissingKeys {
+			c.MissingKeys = append(c.MissingKeys, k)
+		}
+	}
 	for _, p := range l.exp.bodies {
 		for i := range p.N {
 			k := p.Prefix + "-" + strconv.Itoa(i)
@@ -330,7 +340,7 @@ func (l *ledger) result(functionLines int64) counts {
 			case p.Answer == acked:
 				c.Emitted++
 				if !found(k) {
-					c.Missing++
+					missing(k)
 				}
 			case found(k):
 				// Delivered though the sender could not know: emitted all
@@ -357,17 +367,17 @@ func (l *ledger) result(functionLines int64) counts {
 	c.Lost = c.Emitted - c.Archived - c.Fallback
 	for _, w := range l.exp.written {
 		for i := range w.Lines {
-			if !found(w.RequestID + "-" + strconv.Itoa(i)) {
-				c.Missing++
+			if k := w.RequestID + "-" + strconv.Itoa(i); !found(k) {
+				missing(k)
 			}
 		}
-		if w.Big > 0 && !found(w.RequestID+"-big") {
-			c.Missing++
+		if k := w.RequestID + "-big"; w.Big > 0 && !found(k) {
+			missing(k)
 		}
 	}
 	for _, k := range l.exp.injected {
 		if !found(k) {
-			c.Missing++
+			missing(k)
 		}
 	}
 	return c

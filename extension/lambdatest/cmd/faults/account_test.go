@@ -123,7 +123,7 @@ func TestLedger(t *testing.T) {
 			exp:           expect{written: []written{{RequestID: "r", Lines: 3}}},
 			functionLines: 3,
 			archived:      [][]buffer.Row{{line("r-0")}},
-			want:          counts{Emitted: 3, Archived: 1, Lost: 2, Missing: 2},
+			want:          counts{Emitted: 3, Archived: 1, Lost: 2, Missing: 2, MissingKeys: []string{"r-1", "r-2"}},
 		},
 		{
 			name:          "fallback only and in both",
@@ -145,7 +145,7 @@ func TestLedger(t *testing.T) {
 			exp:           expect{written: []written{{RequestID: "r", Lines: 0, Big: 100}}, bigSize: 100},
 			functionLines: 1,
 			archived:      [][]buffer.Row{{fn(big[:99])}},
-			want:          counts{Emitted: 1, Lost: 1, Missing: 1},
+			want:          counts{Emitted: 1, Lost: 1, Missing: 1, MissingKeys: []string{"r-big"}},
 		},
 		{
 			name:          "an intact long line",
@@ -184,7 +184,7 @@ func TestLedger(t *testing.T) {
 			name:     "an acknowledged line lost",
 			exp:      expect{bodies: []posted{{Prefix: "a", N: 2, Answer: acked}}},
 			archived: [][]buffer.Row{{line("a-0")}},
-			want:     counts{Emitted: 2, Archived: 1, Lost: 1, Missing: 1},
+			want:     counts{Emitted: 2, Archived: 1, Lost: 1, Missing: 1, MissingKeys: []string{"a-1"}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

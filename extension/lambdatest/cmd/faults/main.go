@@ -443,6 +443,11 @@ func runScenario(ctx context.Context, sc scenario, o options) (string, int, erro
 		fmt.Fprintf(os.Stderr, "  checks: %d written lines found nowhere, %d long lines altered, %d unexpected malformed rows, %d unparsable fallback rows, %d fallback_error rows, %d lines delivered though refused\n",
 			c.Missing, l.corrupt, l.strange, l.badRows, l.fbErrors, c.Refused)
 	}
+	if len(c.MissingKeys) > 0 {
+		// The keys are the lines' own text (request id and number): grep
+		// the extension's output and the archive for them.
+		fmt.Fprintf(os.Stderr, "  found nowhere: %s\n", strings.Join(c.MissingKeys, " "))
+	}
 	for _, t := range r.out.totals() {
 		fmt.Fprintf(os.Stderr, "  sluice: %s\n", t)
 	}
